@@ -1,0 +1,156 @@
+"""Command-line interface: argument parsing and exit codes only.
+
+Exit codes: 0 success; 1 the work ran but failed or differed; 2 the request was
+wrong.  Errors print one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from appliance import __version__
+from appliance.errors import UserError, WorkFailed
+
+COMMANDS = ("run", "check", "verify", "simulate", "docker")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a UserError (exit 2, one line) like any bad request."""
+
+    def error(self, message):
+        raise UserError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="run.py", description="Reproducible JWST imaging reductions from TOML recipes.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="reduce a recipe into a workdir and write its manifest")
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--workdir", type=Path, default=None, help="default: work/<recipe name>")
+    p.add_argument("--allow-env-mismatch", action="store_true",
+                   help="run even if the installed jwst/CRDS context differ from the recipe's (recorded)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="validate a recipe and print its plan without running it")
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("verify", help="re-hash every input and product of a manifest")
+    p.add_argument("manifest", type=Path, help="manifest.json or the workdir holding it")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("simulate", help="write the simulated MIRI observation (and its CRDS cache)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--filters", nargs="+", default=None)
+    p.add_argument("--dithers", type=int, default=None)
+    p.add_argument("--subarray", default=None)
+    p.add_argument("--crds-cache", type=Path, default=None, help="also write the synthetic CRDS cache here")
+    p.set_defaults(func=cmd_simulate)
+
+    try:
+        from appliance import container
+    except ImportError:  # the launcher is optional for the host commands
+        container = None
+    if container is not None and hasattr(container, "add_parser"):
+        container.add_parser(sub)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from appliance import reduce
+
+    workdir = args.workdir or Path("work") / args.recipe.stem
+    path = reduce.run(args.recipe, workdir, allow_env_mismatch=args.allow_env_mismatch)
+    print(f"manifest: {path}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from appliance import reduce
+
+    prepared, plan = reduce.check(args.recipe)
+    recipe = prepared.recipe
+    if args.json:
+        print(json.dumps({"recipe": recipe.name, "crds": prepared.settings.as_dict(),
+                          "plan": plan.as_dict() if plan else None}, indent=2, default=str))
+        return 0
+    print(f"recipe   {recipe.name}  ({recipe.path})")
+    print(f"jwst     {recipe.environment.jwst}   CRDS context {recipe.environment.crds_context}"
+          f"   step-parameter references {'on' if recipe.environment.use_step_pars else 'off'}")
+    for mismatch in prepared.mismatches:
+        print(f"warning  environment differs: {mismatch}")
+    print(f"inputs   {recipe.input_kind}")
+    if plan is None:
+        print("plan     exposures are resolved by the MAST query at fetch time; stages: "
+              + ", ".join(s for s in ("detector1", "image2", "image3") if not recipe.stages[s].skip))
+        _print_steps(recipe, [s for s in ("detector1", "image2", "image3") if not recipe.stages[s].skip])
+        return 0
+    print(f"stages   {' → '.join(plan.stages)}")
+    print(f"exposures ({len(plan.exposures)}):")
+    for e in plan.exposures:
+        print(f"  {e.filter:<7} {e.name}_{e.kind}.fits")
+    _print_steps(recipe, plan.stages)
+    print(f"tasks ({len(plan.tasks)}):")
+    for t in plan.tasks:
+        print(f"  {t.id:<48} {' '.join(t.inputs)[:60]} → {' '.join(t.outputs)}")
+    for op in recipe.postprocess:
+        print(f"postprocess  {op.op} {dict(op.params)}")
+    return 0
+
+
+def _print_steps(recipe, stages) -> None:
+    for stage in stages:
+        steps = recipe.stages[stage].steps
+        overrides = ", ".join(f"{s}.{k}={v!r}" for s, p in steps.items() for k, v in p.items()) or "jwst defaults"
+        print(f"  {stage:<9} {overrides}")
+
+
+def cmd_verify(args) -> int:
+    from appliance.manifest import verify
+
+    problems = verify(args.manifest)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print("all inputs and products match the manifest")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from dataclasses import replace
+
+    from appliance.simulate import SimParams, build_crds_cache, simulate_observation
+
+    given = {"seed": args.seed, "filters": tuple(args.filters) if args.filters else None,
+             "dithers": args.dithers, "subarray": args.subarray}
+    params = replace(SimParams(), **{k: v for k, v in given.items() if v is not None})
+    observation = simulate_observation(args.out, params)
+    print(f"{len(observation.uncal_files)} uncal files and {observation.truth.name} in {args.out}")
+    if args.crds_cache:
+        build_crds_cache(args.crds_cache)
+        print(f"synthetic CRDS cache in {args.crds_cache}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "run")  # `run.py RECIPE.toml` is short for `run.py run RECIPE.toml`
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except (UserError, WorkFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,170 @@
+"""One run of a recipe: validate → configure CRDS → inputs → plan → execute → manifest.
+
+Everything that can be wrong with the request is checked before the first byte
+is written to the workdir, so a bad recipe leaves nothing behind; the manifest
+is written last, so its presence means every product in it is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from appliance import crdsctx, manifest
+from appliance.errors import UserError
+from appliance.execute import SerialExecutor
+from appliance.plan import Exposure, Plan, build_plan, exposure_from_header
+from appliance.recipe import Recipe, environment_mismatches, load_recipe, resolve_local_inputs, validate_steps
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A recipe that passed every check, with the CRDS settings it will run under."""
+
+    recipe: Recipe
+    settings: crdsctx.CrdsSettings
+    mismatches: tuple[str, ...]
+
+
+def expected_environment(recipe: Recipe) -> tuple[str, str]:
+    """The installed jwst version and the CRDS context this installation pairs with it."""
+    from importlib.metadata import version
+
+    from appliance.pin import load_pin
+
+    if recipe.input_kind == "simulate":
+        from appliance.simulate import SIM_CONTEXT
+
+        context = SIM_CONTEXT
+    else:
+        # A user (or a test) who points CRDS at another context says so with CRDS_CONTEXT.
+        context = os.environ.get("CRDS_CONTEXT") or load_pin().crds_context
+    return version("jwst"), context
+
+
+def prepare(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False) -> Prepared:
+    """Load and check the recipe and set the CRDS environment, before jwst is imported."""
+    recipe = load_recipe(recipe_path)
+    mismatches = environment_mismatches(recipe, *expected_environment(recipe))
+    if mismatches and not allow_env_mismatch:
+        raise UserError(
+            f"{recipe.path}: environment: {'; '.join(mismatches)} (pass --allow-env-mismatch to run anyway)"
+        )
+    settings = crdsctx.choose_settings(
+        recipe.environment.crds_context,
+        use_step_pars=recipe.environment.use_step_pars,
+        simulated=recipe.input_kind == "simulate",
+        workdir=workdir.resolve(),
+    )
+    crdsctx.configure(settings)
+    validate_steps(recipe)
+    return Prepared(recipe, settings, tuple(mismatches))
+
+
+def check_workdir(workdir: Path) -> None:
+    """The workdir must be a directory we can write, or creatable."""
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"{workdir}: --workdir: expected a directory, found a file")
+    probe = workdir
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{workdir}: --workdir: the directory {probe} is not writable")
+
+
+def planned_exposures(recipe: Recipe) -> list[Exposure] | None:
+    """The exposures a recipe will reduce, known without running it (None for MAST queries)."""
+    if recipe.input_kind == "local":
+        return [exposure_from_header(f.path) for f in resolve_local_inputs(recipe)]
+    if recipe.input_kind == "simulate":
+        from appliance.simulate import planned_exposures as simulated
+        from appliance.sources.simulate import sim_params
+
+        return [Exposure(name, "uncal", filt, p.program, p.observation) for p in [sim_params(recipe)] for name, filt in simulated(p)]
+    return None
+
+
+def check(recipe_path: Path) -> tuple[Prepared, Plan | None]:
+    """Validate a recipe and compile its plan without running anything."""
+    prepared = prepare(recipe_path, Path.cwd() / "work", allow_env_mismatch=True)
+    exposures = planned_exposures(prepared.recipe)
+    return prepared, (build_plan(prepared.recipe, exposures) if exposures is not None else None)
+
+
+def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, console=None) -> Path:
+    """Reduce the recipe into ``workdir``; returns the manifest's path."""
+    check_workdir(workdir)
+    prepared = prepare(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
+    recipe, settings = prepared.recipe, prepared.settings
+    if recipe.input_kind == "local":
+        resolve_local_inputs(recipe)  # missing files and checksum mismatches fail before any write
+    started = _now()
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = workdir.resolve()
+    for stale in ("manifest.json", "SHA256SUMS"):  # an old manifest must not describe new products
+        (workdir / stale).unlink(missing_ok=True)
+    crdsctx.prepare_cache(settings, simulated=recipe.input_kind == "simulate")
+
+    from appliance.sources import materialise
+    from appliance.stages import run_stage
+
+    t0 = time.perf_counter()
+    inputs = materialise(recipe, workdir)
+    input_seconds = time.perf_counter() - t0
+    exposures = [exposure_from_header(f.path) for f in inputs if f.path.name.endswith(".fits")]
+    plan = build_plan(recipe, exposures)
+    results = SerialExecutor(console).run(plan, workdir, lambda task, log: run_stage(task, workdir, log))
+
+    input_records = [manifest.input_record(f.path, workdir, f.origin, f.fetched_at) for f in inputs]
+    digests = {r["name"]: r["sha256"] for r in input_records}
+    products = []
+    for result in results:
+        for rel in result.outputs:
+            record = manifest.product_record(workdir / rel, workdir, result.id)
+            products.append(record)
+            digests[rel] = record["content_digest"]
+    env_summary = {"jwst": expected_environment(recipe)[0], **settings.as_dict()}
+    tasks = [{"id": "inputs", "kind": recipe.input_kind, "seconds": round(input_seconds, 3),
+              "outputs": [r["name"] for r in input_records]}]
+    by_id = {t.id: t for t in plan.tasks}
+    for result in results:
+        task = by_id[result.id]
+        tasks.append({**result.as_dict(), "key": task.key(digests, env_summary),
+                      "inputs": list(task.inputs), "params": task.params})
+    environment = manifest.capture_environment(
+        crds_context=settings.context,
+        crds_path=settings.path,
+        crds_mode=settings.mode,
+        use_step_pars=settings.use_step_pars,
+        env_mismatches=list(prepared.mismatches),
+    )
+    environment["crds_references"] = reference_checksums(products, Path(settings.path))
+    built = manifest.build_manifest(
+        recipe_text=recipe.text,
+        recipe_path=str(recipe.path),
+        environment=environment,
+        inputs=input_records,
+        products=products,
+        tasks=tasks,
+        started=started,
+        finished=_now(),
+        extra={"plan": {"stages": list(plan.stages), "exposures": [e.name for e in plan.exposures]}},
+    )
+    return manifest.write_manifest(workdir, built)
+
+
+def reference_checksums(products: list[dict], cache: Path) -> dict[str, str]:
+    """sha256 of every CRDS reference file the products name, as found in the cache."""
+    names = sorted({v.removeprefix("crds://") for p in products for v in p["crds_refs"].values() if v.startswith("crds://")})
+    found = {}
+    for name in names:
+        hits = list((cache / "references").rglob(name))
+        found[name] = manifest.file_sha256(hits[0]) if hits else "not in cache"
+    return found
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
