@@ -90,5 +90,5 @@ class SerialExecutor:
             after = snapshot(workdir)
             outputs = sorted(p for p, stamp in after.items() if before.get(p) != stamp)
             results.append(TaskResult(task.id, task.kind, seconds, outputs))
-            self.console.print(f"{label}  {seconds:6.1f} s   elapsed {time.perf_counter() - start:6.1f} s")
+            self.console.print(f"{label}  {seconds:6.1f} s   elapsed {time.perf_counter() - start:6.1f} s", soft_wrap=True)
         return results

@@ -8,7 +8,7 @@ run of the appliance reduces the data as a plain jwst session would.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager
 from pathlib import Path
 
 from appliance.associations import write_level2, write_level3
@@ -72,8 +72,10 @@ def run_stage(task: Task, workdir: Path, log_path: Path) -> None:
     pipeline = getattr(jwst.pipeline, PIPELINE_CLASS_NAMES[task.kind])
     output_dir = workdir / STAGE_DIRS[task.kind]
     output_dir.mkdir(parents=True, exist_ok=True)
-    with stage_log(log_path):
-        source = stage_input(task, workdir)
+    source = stage_input(task, workdir)
+    # calwebb_image2 opens association members relative to the working directory
+    # (jwst 3.0's LoadAsLevel2Asn ignores input_dir), so run where the association is.
+    with stage_log(log_path), chdir(source.parent):
         result = pipeline.call(
             str(source),
             steps=task.params["steps"],

@@ -36,7 +36,7 @@ def test_stage1_statuses_and_crds_references(demo_run):
         status = rate["step_status"]
         assert all(status.get(k) == "COMPLETE" for k in DETECTOR1_COMPLETE), status
         assert rate["crds_refs"]["R_DARK"].startswith("crds://")
-    assert manifest["environment"]["crds"]["context"] == "jwst_9000.pmap" if "crds" in manifest["environment"] else True
+    assert manifest["environment"]["crds_context"] == "jwst_9000.pmap"
     assert all(v != "not in cache" for v in manifest["environment"]["crds_references"].values())
 
 
