@@ -109,14 +109,13 @@ def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, c
     crdsctx.prepare_cache(settings, simulated=recipe.input_kind == "simulate")
 
     from appliance.sources import materialise
-    from appliance.stages import run_stage
 
     t0 = time.perf_counter()
     inputs = materialise(recipe, workdir)
     input_seconds = time.perf_counter() - t0
     exposures = [exposure_from_header(f.path) for f in inputs if f.path.name.endswith(".fits")]
     plan = build_plan(recipe, exposures)
-    results = SerialExecutor(console).run(plan, workdir, lambda task, log: run_stage(task, workdir, log))
+    results = SerialExecutor(console).run(plan, workdir, lambda task, log: run_task(task, workdir, log))
 
     input_records = [manifest.input_record(f.path, workdir, f.origin, f.fetched_at) for f in inputs]
     digests = {r["name"]: r["sha256"] for r in input_records}
@@ -142,6 +141,11 @@ def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, c
         env_mismatches=list(prepared.mismatches),
     )
     environment["crds_references"] = reference_checksums(products, Path(settings.path))
+    from appliance.fetch import load_fetch_record
+
+    fetched = (load_fetch_record(workdir) or {}).get("crds")
+    if fetched:  # where and when `fetch` got the references (server, time, per-file state)
+        environment["crds_fetch"] = fetched
     built = manifest.build_manifest(
         recipe_text=recipe.text,
         recipe_path=str(recipe.path),
@@ -154,6 +158,18 @@ def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, c
         extra={"plan": {"stages": list(plan.stages), "exposures": [e.name for e in plan.exposures]}},
     )
     return manifest.write_manifest(workdir, built)
+
+
+def run_task(task, workdir: Path, log: Path) -> None:
+    """Run one task of the plan: a jwst stage, or a registered post-processing operation."""
+    from appliance.stages import PIPELINE_CLASS_NAMES, run_stage
+
+    if task.kind in PIPELINE_CLASS_NAMES:
+        run_stage(task, workdir, log)
+    else:
+        from appliance.postprocess import run_task as run_operation
+
+        run_operation(task, workdir, log)
 
 
 def reference_checksums(products: list[dict], cache: Path) -> dict[str, str]:

@@ -9,10 +9,10 @@ from appliance.sources import InputFile
 
 
 def sim_params(recipe):
-    """The recipe's ``[inputs.simulate]`` table as the simulator's parameters."""
+    """The recipe's ``[inputs.simulate]`` table as the simulator's parameters (checked)."""
     from appliance.simulate import SimParams
 
-    return SimParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.simulate.items()})
+    return SimParams.from_mapping(recipe.simulate, what=f"{recipe.path}: inputs.simulate")
 
 
 def origin(recipe) -> str:
