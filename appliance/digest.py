@@ -118,9 +118,12 @@ UNORDERED_ASDF_PATHS = frozenset({
 #: top-level key ``hdrtab`` (the lower-cased name), stored in a binary block.
 VOLATILE_TABLE_COLUMNS = {"HDRTAB": frozenset({"DATE"})}
 
-#: Entries of an ECSV catalog's ``meta`` header (photutils' ``date`` of the
-#: catalog's creation).  Their values are replaced by ``VOLATILE_PLACEHOLDER``.
-VOLATILE_ECSV_META = frozenset({"date"})
+#: Entries of an ECSV catalog's ``meta`` header: photutils' ``date`` of the
+#: catalog's creation, and ``version``, the software versions that wrote it
+#: (the interpreter's patch level differs between the image's Debian Python
+#: and a host's; the manifest records every version anyway).  Their values are
+#: replaced by ``VOLATILE_PLACEHOLDER``.
+VOLATILE_ECSV_META = frozenset({"date", "version"})
 
 VOLATILE_PLACEHOLDER = "<volatile>"
 

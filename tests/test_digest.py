@@ -355,7 +355,9 @@ def test_ecsv_date_is_ignored_and_everything_else_counts(tmp_path, template):
     base = content_digest(write("a.ecsv"))
     assert content_digest(write("b.ecsv", date="2027-01-01 00:00:00 UTC")) == base
     assert content_digest(write("c.ecsv", flux="0.26")) != base
-    assert content_digest(write("d.ecsv", text=template.replace("photutils: 3.0.0", "photutils: 3.0.1"))) != base
+    # software versions are environment (the manifest records them), not content
+    assert content_digest(write("d.ecsv", text=template.replace("photutils: 3.0.0", "photutils: 3.0.1"))) == base
+    assert content_digest(write("f.ecsv", text=template.replace("datatype: int32", "datatype: int64"))) != base
     assert content_digest(write("e.ecsv", text=template.replace("label flux", "label  flux"))) != base
 
 
@@ -411,7 +413,7 @@ def test_volatile_items_are_exactly_the_measured_ones():
     assert VOLATILE_ASDF_PATHS == {("meta", "date"), ("_fits_hash",), ("cal_logs",)}
     assert UNORDERED_ASDF_PATHS == {("history", "extensions")}
     assert VOLATILE_TABLE_COLUMNS == {"HDRTAB": {"DATE"}}
-    assert VOLATILE_ECSV_META == {"date"}
+    assert VOLATILE_ECSV_META == {"date", "version"}
 
 
 # --------------------------------------------------------------------------
