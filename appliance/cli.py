@@ -7,14 +7,18 @@ wrong.  Errors print one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
 from appliance import __version__
 from appliance.errors import UserError, WorkFailed
 
-COMMANDS = ("run", "check", "verify", "simulate", "docker")
+# Modules that add their own sub-command with ``add_parser(subparsers)``; each keeps
+# its imports light so building the parser stays fast.
+PLUGGED_COMMANDS = ("appliance.container", "appliance.compare", "appliance.reproduce", "appliance.export")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("fetch", help="download the recipe's inputs and CRDS references, so `run` can follow offline")
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--workdir", type=Path, default=None, help="default: work/<recipe name>")
+    p.add_argument("--allow-env-mismatch", action="store_true")
+    p.set_defaults(func=cmd_fetch)
+
     p = sub.add_parser("verify", help="re-hash every input and product of a manifest")
     p.add_argument("manifest", type=Path, help="manifest.json or the workdir holding it")
     p.set_defaults(func=cmd_verify)
@@ -54,28 +64,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crds-cache", type=Path, default=None, help="also write the synthetic CRDS cache here")
     p.set_defaults(func=cmd_simulate)
 
-    try:
-        from appliance import container
-    except ImportError:  # the launcher is optional for the host commands
-        container = None
-    if container is not None and hasattr(container, "add_parser"):
-        container.add_parser(sub)
+    for name in PLUGGED_COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real import error inside the module
+                raise
+            continue
+        module.add_parser(sub)
     return parser
+
+
+APPLIANCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe_path(path: Path) -> Path:
+    """A relative recipe path not found here is looked up in the appliance's own tree,
+    so ``docker run IMAGE recipes/demo.toml`` finds the recipes shipped in the image."""
+    if not path.is_absolute() and not path.exists() and (APPLIANCE_ROOT / path).exists():
+        return APPLIANCE_ROOT / path
+    return path
+
+
+def default_workdir(args) -> Path:
+    """``--workdir``, else ``<root>/<recipe name>`` with root ``$APPLIANCE_WORKDIR_ROOT`` (``/work`` in the image) or ``work``."""
+    return args.workdir or Path(os.environ.get("APPLIANCE_WORKDIR_ROOT", "work")) / args.recipe.stem
 
 
 def cmd_run(args) -> int:
     from appliance import reduce
 
-    workdir = args.workdir or Path("work") / args.recipe.stem
-    path = reduce.run(args.recipe, workdir, allow_env_mismatch=args.allow_env_mismatch)
+    path = reduce.run(recipe_path(args.recipe), default_workdir(args), allow_env_mismatch=args.allow_env_mismatch)
     print(f"manifest: {path}")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from appliance import fetch
+
+    report = fetch.fetch(recipe_path(args.recipe), default_workdir(args), allow_env_mismatch=args.allow_env_mismatch)
+    print(report)
     return 0
 
 
 def cmd_check(args) -> int:
     from appliance import reduce
 
-    prepared, plan = reduce.check(args.recipe)
+    prepared, plan = reduce.check(recipe_path(args.recipe))
     recipe = prepared.recipe
     if args.json:
         print(json.dumps({"recipe": recipe.name, "crds": prepared.settings.as_dict(),
@@ -143,7 +178,7 @@ def cmd_simulate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+    if argv and argv[0].endswith(".toml"):
         argv.insert(0, "run")  # `run.py RECIPE.toml` is short for `run.py run RECIPE.toml`
     try:
         args = build_parser().parse_args(argv)

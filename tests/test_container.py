@@ -1,0 +1,459 @@
+"""The pinned image and its Docker SDK launcher (appliance.container, appliance.pin).
+
+Unmarked tests need no Docker daemon: they check the lock, the pin, the
+Dockerfile, and the options the launcher would give Docker.  Tests marked
+``container`` build the image and run the demo recipe in it with a real engine
+(``pytest -m container``; CI runs them after container/ensure-docker.sh).  They
+skip when no daemon answers, unless APPLIANCE_REQUIRE_DOCKER=1 (CI) makes that a
+failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from appliance import container, pin
+from appliance.errors import UserError
+from appliance.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "container" / "requirements.lock"
+DOCKERFILE = ROOT / "Dockerfile"
+DEMO = ROOT / "recipes" / "demo.toml"
+DEAD_SOCKET = "unix:///nonexistent/appliance-test/docker.sock"
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def run_args(**kw) -> argparse.Namespace:
+    base = dict(recipe=DEMO, workdir=None, image=None, network="auto", user=None, env=[],
+                allow_env_mismatch=False, run_args=[])
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def build_args_ns(**kw) -> argparse.Namespace:
+    base = dict(tag=None, base_image=None, wheelhouse=None, crds_cache=None, crds_sync=False, network=None,
+                no_cache=False, quiet=True)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+RECIPE_HEAD = """\
+schema = 1
+
+[recipe]
+name = "t"
+
+[environment]
+jwst = "3.0.0"
+crds_context = "jwst_1584.pmap"
+"""
+
+
+def local_recipe(directory: Path, entries: str) -> Path:
+    path = directory / "r.toml"
+    path.write_text(RECIPE_HEAD + f"\n[inputs]\nlocal = {entries}\n")
+    return path
+
+
+# ------------------------------------------------------------------ the lock
+
+def lock_pins() -> dict[str, str]:
+    return {re.sub(r"[-_.]+", "-", n).lower(): v
+            for n, v in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK.read_text(), re.M)}
+
+
+def test_lock_pins_every_distribution_with_hashes():
+    text = LOCK.read_text()
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2] if text.startswith("#") else text)
+    requirements = [b for b in blocks if "==" in b.split("\n")[0]]
+    assert len(requirements) == len(lock_pins()) > 50
+    for block in requirements:
+        assert "--hash=sha256:" in block, block.split("\n")[0]
+
+
+def test_lock_covers_pyproject_dependencies_and_pin():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = lock_pins()
+    for dep in deps:
+        name = re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0]
+        assert re.sub(r"[-_.]+", "-", name).lower() in pins, f"{name} is not in the lock"
+    assert pins["jwst"] == pin.load_pin().jwst
+
+
+def test_lock_header_names_the_command():
+    assert "container/lock.sh" in LOCK.read_text().split("\n", 3)[1]
+    script = (ROOT / "container" / "lock.sh").read_text()
+    for flag in ("--generate-hashes", "--python-version 3.11.2", "--python-platform x86_64-manylinux_2_28"):
+        assert flag in script
+
+
+# ------------------------------------------------------------------ the pin
+
+def test_pin_reads_the_pair():
+    p = pin.load_pin()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", p.jwst) and re.fullmatch(r"jwst_\d{4}\.pmap", p.crds_context)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('jwst = "3.0.0"\n', r"crds_context: expected a string like jwst_NNNN.pmap, found None"),
+    ('jwst = 3\ncrds_context = "jwst_1584.pmap"\n', r"jwst: expected a string like X.Y.Z, found 3"),
+    ('jwst = "3.0.0"\ncrds_context = "jwst_1584.pmap"\nextra = 1\n', r"unknown key 'extra'"),
+    ('jwst = "3.0.0\n', r"not valid TOML"),
+])
+def test_pin_errors_are_one_line(tmp_path, text, message):
+    path = tmp_path / "pin.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as info:
+        pin.load_pin(path)
+    assert "\n" not in str(info.value)
+
+
+def test_pin_numbers_are_not_repeated():
+    """The pin is the one place naming the jwst release and its CRDS context."""
+    p = pin.load_pin()
+    for path in (DOCKERFILE, ROOT / "run.py", ROOT / ".dockerignore", *(ROOT / "container").glob("*.sh"),
+                 *(ROOT / "container").glob("*.py"), ROOT / "appliance" / "container.py", ROOT / "appliance" / "pin.py"):
+        text = path.read_text()
+        assert p.crds_context not in text and f"jwst=={p.jwst}" not in text and f'"{p.jwst}"' not in text, path
+
+
+def test_image_info_from_environment(tmp_path):
+    info = tmp_path / "image.json"
+    info.write_text(json.dumps({pin.LABEL_JWST: "3.0.0"}))
+    got = pin.read_image_info({pin.IMAGE_INFO_ENV: str(info), pin.IMAGE_ID_ENV: "sha256:abc"})
+    assert got == {"id": "sha256:abc", "digest": None, "labels": {pin.LABEL_JWST: "3.0.0"}}
+    assert pin.read_image_info({pin.IMAGE_INFO_ENV: str(tmp_path / "none.json")}) is None
+
+
+# ------------------------------------------------------------------ the Dockerfile
+
+def dockerfile_labels() -> set[str]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    label_lines = [line for line in text.splitlines() if line.startswith("LABEL ")]
+    return {m for line in label_lines for m in re.findall(r"([a-z][a-z0-9.-]+)=", line)}
+
+
+def test_dockerfile_labels_equal_image_json_labels():
+    """The LABEL instruction and finalize-image.py's image.json carry the same set."""
+    expected = set(pin.image_labels(jwst="x", crds_context="y", lock_sha256="z", appliance_version="v"))
+    assert dockerfile_labels() == expected
+    assert {pin.LABEL_JWST, pin.LABEL_CRDS_CONTEXT, pin.LABEL_LOCK_SHA256} <= expected
+    assert all(k.startswith(("org.opencontainers.image.", pin.LABEL_PREFIX)) for k in expected)
+
+
+def test_dockerfile_shape():
+    text = DOCKERFILE.read_text()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[0].startswith("ARG BASE_IMAGE=")
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M)  # no frontend image to pull
+    assert not any("--mount" in line for line in lines)  # the classic builder has no RUN --mount
+    assert "--require-hashes --no-deps" in text and "--no-index --find-links" in text
+    final = text[text.rindex("\nFROM "):]
+    assert "COPY --from=deps /opt/venv /opt/venv" in final  # the final stage copies only the venv
+    # the dependency layers come before the code layer
+    assert final.index("COPY --from=deps") < final.index("COPY appliance")
+    assert re.search(r"^USER appliance$", final, re.M) and "useradd" in final
+    assert re.search(r"^WORKDIR /work$", final, re.M)
+    assert re.search(r'^ENTRYPOINT \["python", "/opt/appliance/run.py"\]$', final, re.M)
+    for env in ("CRDS_PATH=/opt/crds", "CRDS_READONLY_CACHE=1", "CRDS_MODE=local", "CRDS_CONTEXT=${CRDS_CONTEXT}",
+                "HOME=/tmp", "APPLIANCE_IMAGE_INFO=/etc/appliance/image.json"):
+        assert env in final
+
+
+def test_dockerignore_matches_the_launcher_context():
+    allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    assert allowed == set(container.CONTEXT_FILES) - {".dockerignore"} | set(container.CONTEXT_DIRS)
+
+
+# ------------------------------------------------------------------ build plan (no daemon)
+
+def fake_wheelhouse(directory: Path, skip: int = 0) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, (name, version) in enumerate(lock_pins().items()):
+        if i >= skip:
+            (directory / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(b"")
+    return directory
+
+
+def test_build_plan_with_complete_wheelhouse_is_hermetic(tmp_path):
+    plan = container.plan_build(build_args_ns(wheelhouse=fake_wheelhouse(tmp_path / "w"), base_image="base:1"), {})
+    p = pin.load_pin()
+    assert plan.network == "none"
+    assert plan.tag == f"jwst-appliance:{p.jwst}"
+    assert plan.buildargs["JWST_VERSION"] == p.jwst and plan.buildargs["CRDS_CONTEXT"] == p.crds_context
+    assert plan.buildargs["LOCK_SHA256"] == hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    assert plan.buildargs["BASE_IMAGE"] == "base:1"
+    names = [name for _, name in plan.files]
+    assert names == list(dict.fromkeys(names))  # no duplicates
+    assert {"Dockerfile", "run.py", "pyproject.toml", "container/requirements.lock", "container/pin.toml",
+            "appliance/container.py", "recipes/demo.toml"} <= set(names)
+    assert sum(n.startswith("container/wheels/") for n in names) == len(lock_pins())
+    assert not any(n.startswith((".venv", ".git/", "tests/", "work/")) or "__pycache__" in n for n in names)
+
+
+def test_build_plan_incomplete_wheelhouse(tmp_path):
+    with pytest.raises(UserError, match=r"--wheelhouse .*: 2 locked wheel\(s\) missing, e\.g\. .*fetch-wheels\.sh"):
+        container.plan_build(build_args_ns(wheelhouse=fake_wheelhouse(tmp_path / "w", skip=2)), {})
+    with pytest.raises(UserError, match="no such directory"):
+        container.plan_build(build_args_ns(wheelhouse=tmp_path / "none"), {})
+
+
+def test_build_plan_crds_cache(tmp_path):
+    cache = tmp_path / "crds"
+    (cache / "config" / "jwst").mkdir(parents=True)
+    (cache / "config" / "jwst" / "server_config").write_text("{}")
+    (cache / "mappings" / "jwst").mkdir(parents=True)
+    (cache / "mappings" / "jwst" / "x.pmap").write_text("header")
+    plan = container.plan_build(build_args_ns(crds_cache=cache, wheelhouse=fake_wheelhouse(tmp_path / "w")), {})
+    assert plan.buildargs["CRDS_CACHE_DIR"] == "crds-cache"
+    assert "crds-cache/mappings/jwst/x.pmap" in [n for _, n in plan.files]
+    with pytest.raises(UserError, match="not a CRDS cache"):
+        container.plan_build(build_args_ns(crds_cache=tmp_path), {})
+
+
+def test_build_context_is_reproducible(tmp_path):
+    plan = container.plan_build(build_args_ns(wheelhouse=fake_wheelhouse(tmp_path / "w")), {})
+    tars = []
+    for _ in range(2):
+        buf = io.BytesIO()
+        container.write_context(plan.files, buf)
+        tars.append(buf.getvalue())
+    assert tars[0] == tars[1]
+    with tarfile.open(fileobj=io.BytesIO(tars[0])) as tar:
+        member = tar.getmember("container/ensure-docker.sh")
+        assert member.mode == 0o755 and member.uid == 0 and member.mtime == container.CONTEXT_MTIME
+
+
+# ------------------------------------------------------------------ run plan (no daemon)
+
+def test_run_plan_demo(tmp_path):
+    recipe = load_recipe(DEMO)
+    plan = container.plan_run(run_args(workdir=tmp_path / "w"), recipe, environ={})
+    kw = plan.run_kwargs()
+    assert plan.network == "none" and kw["network_mode"] == "none"  # simulated inputs need no network
+    assert kw["read_only"] is True and "/tmp" in kw["tmpfs"]
+    assert kw["user"] == f"{os.getuid()}:{os.getgid()}"
+    assert kw["volumes"][str(tmp_path / "w")] == {"bind": "/work", "mode": "rw"}
+    assert kw["volumes"][str(DEMO.parent)] == {"bind": "/recipe", "mode": "ro"}
+    assert kw["command"] == ["run", "/recipe/demo.toml", "--workdir", "/work"]
+    assert kw["working_dir"] == "/work" and kw["cap_drop"] == ["ALL"]
+    assert not (tmp_path / "w").exists()  # planning writes nothing
+
+
+def test_run_plan_passes_flags_and_network(tmp_path):
+    recipe = load_recipe(DEMO)
+    plan = container.plan_run(run_args(workdir=tmp_path / "w", allow_env_mismatch=True, network="bridge",
+                                       run_args=["--jobs=2"], user="1234:99"), recipe, environ={})
+    assert plan.command[-2:] == ["--allow-env-mismatch", "--jobs=2"]
+    assert plan.network == "bridge" and plan.user == "1234:99"
+
+
+def test_run_environment_allow_list_without_secrets():
+    environ = {"TZ": "UTC", "OMP_NUM_THREADS": "2", "APPLIANCE_EXECUTOR": "process", "HOME": "/root",
+               "PATH": "/bin", "CRDS_PATH": "/host/crds", "AWS_SECRET_ACCESS_KEY": "x", "APPLIANCE_TOKEN": "x",
+               "MAST_API_TOKEN": "tok", "APPLIANCE_IMAGE_ID": "forged", "FOO": "bar"}
+    env, secrets = container.run_environment(environ, ["FOO"], "none")
+    assert env == {"TZ": "UTC", "OMP_NUM_THREADS": "2", "APPLIANCE_EXECUTOR": "process", "FOO": "bar"}
+    assert secrets == {}  # no network, no token
+    env, secrets = container.run_environment(environ, [], "bridge")
+    assert "tok" not in env.values() and env["MAST_API_TOKEN_FILE"] == "/run/secrets/mast_api_token"
+    assert secrets == {"/run/secrets/mast_api_token": "tok"}
+    with pytest.raises(UserError, match="secrets are not passed"):
+        container.run_environment(environ, ["MAST_API_TOKEN"], "bridge")
+    with pytest.raises(UserError, match="set by the launcher"):
+        container.run_environment(environ, ["APPLIANCE_IMAGE_ID=x"], "none")
+
+
+def test_run_plan_local_inputs(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "recipes").mkdir()
+    for name in ("a_uncal.fits", "b_uncal.fits"):
+        (tmp_path / "data" / name).write_bytes(b"x")
+    recipe = load_recipe(local_recipe(tmp_path / "recipes", '["../data/*_uncal.fits"]'))
+    plan = container.plan_run(run_args(workdir=tmp_path / "w", recipe=recipe.path), recipe, environ={})
+    # ../data must resolve inside the container: the mount widens to the common directory
+    assert plan.volumes[str(tmp_path)] == {"bind": "/recipe", "mode": "ro"}
+    assert plan.command[1] == "/recipe/recipes/r.toml"
+    assert plan.network == "none"
+
+
+def test_run_plan_absolute_inputs(tmp_path, monkeypatch):
+    monkeypatch.setattr(container, "RESERVED_PREFIXES", ("/work", "/opt"))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a_rate.fits").write_bytes(b"x")
+    recipe = load_recipe(local_recipe(tmp_path, f'["{data}/a_rate.fits"]'))
+    plan = container.plan_run(run_args(workdir=tmp_path / "w", recipe=recipe.path), recipe, environ={})
+    assert plan.volumes[str(data / "a_rate.fits")] == {"bind": str(data / "a_rate.fits"), "mode": "ro"}
+    monkeypatch.setattr(container, "RESERVED_PREFIXES", (str(tmp_path),))
+    with pytest.raises(UserError, match=r"inputs\.local: .* lies under .*, which the container uses itself"):
+        container.plan_run(run_args(workdir=tmp_path / "w", recipe=recipe.path), recipe, environ={})
+
+
+def test_workdir_checks(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="expected a directory, found a file"):
+        container.check_workdir(tmp_path / "file", os.getuid(), [])
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o755)
+    other = os.getuid() + 4321
+    with pytest.raises(UserError, match=rf"not writable by uid {other}"):
+        container.check_workdir(locked, other, [other])
+    container.check_workdir(tmp_path / "new" / "deeper", os.getuid(), [])  # creatable
+    assert not (tmp_path / "new").exists()
+
+
+def test_missing_daemon_is_one_line_exit_2(tmp_path):
+    """No daemon (DOCKER_HOST names a dead socket): exit 2, one line, nothing written."""
+    for args in (("docker", "run", str(DEMO), "--workdir", str(tmp_path / "w")), ("docker", "build")):
+        done = cli(*args, env={"DOCKER_HOST": DEAD_SOCKET})
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: no Docker daemon answers at "), done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_connect_error_names_the_reason(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    with pytest.raises(UserError, match=r"no Docker daemon answers at tcp://127\.0\.0\.1:9 \(.*refused.*\)"):
+        container.connect(timeout=5)
+
+
+# ================================================================== with a Docker engine
+
+def _daemon_or_skip():
+    try:
+        return container.connect(timeout=10)
+    except UserError as exc:
+        if os.environ.get("APPLIANCE_REQUIRE_DOCKER") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+def _base_image(client) -> str:
+    if os.environ.get("APPLIANCE_BASE_IMAGE"):
+        return os.environ["APPLIANCE_BASE_IMAGE"]
+    try:
+        client.images.get(container.LOCAL_BASE_IMAGE)
+        return container.LOCAL_BASE_IMAGE
+    except Exception:
+        return container.DEFAULT_BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    return _daemon_or_skip()
+
+
+@pytest.fixture(scope="session")
+def image(docker_client):
+    """The appliance image of this checkout (a cached rebuild when CI built it just before)."""
+    tag = container.default_tag()
+    done = cli("docker", "build", "--quiet", "--base-image", _base_image(docker_client), "--tag", tag)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return docker_client.images.get(tag)
+
+
+@pytest.mark.container
+def test_image_labels_and_image_json(docker_client, image):
+    labels = image.labels
+    assert {k: labels[k] for k in container.image_labels_from_pin()} == container.image_labels_from_pin()
+    raw = docker_client.containers.run(image.id, entrypoint=["cat", "/etc/appliance/image.json"], remove=True,
+                                       network_mode="none")
+    assert json.loads(raw) == labels
+    env = dict(e.split("=", 1) for e in image.attrs["Config"]["Env"])
+    assert env["CRDS_CONTEXT"] == pin.load_pin().crds_context and env["CRDS_PATH"] == "/opt/crds"
+    assert image.attrs["Config"]["User"] == "appliance"
+    assert image.attrs["Size"] < 1.0e9
+
+
+@pytest.mark.container
+def test_version_runs_read_only_as_any_uid(docker_client, image):
+    out = docker_client.containers.run(image.id, ["--version"], remove=True, network_mode="none", read_only=True,
+                                       tmpfs={"/tmp": ""}, user="4321:4321")
+    assert out.decode().strip().startswith("run.py ")
+
+
+@pytest.mark.container
+def test_lock_mismatch_is_exit_2(docker_client, image, tmp_path):
+    """An image built from another lock: one line, exit 2, nothing written."""
+    other = "appliance-test-otherlock:1"
+    docker_client.images.build(
+        fileobj=io.BytesIO(f"FROM {image.id}\nLABEL {pin.LABEL_LOCK_SHA256}={'0' * 64}\n".encode()),
+        tag=other, rm=True, network_mode="none")
+    try:
+        done = cli("docker", "run", str(DEMO), "--workdir", str(tmp_path / "w"), "--image", other)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "was built from another lock" in done.stderr
+        assert not (tmp_path / "w").exists()
+    finally:
+        docker_client.images.remove(other, force=True)
+
+
+@pytest.mark.container
+def test_recipe_environment_mismatch_is_exit_2(image, tmp_path):
+    recipe = tmp_path / "old.toml"
+    recipe.write_text(DEMO.read_text().replace('jwst = "', 'jwst = "1.', 1))
+    done = cli("docker", "run", str(recipe), "--workdir", str(tmp_path / "w"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and re.search(r"environment: jwst: recipe 1\.\S+, image \S+ has", done.stderr)
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.container
+def test_unwritable_workdir_is_exit_2(image, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o755)
+    user = "4321:4321" if os.getuid() == 0 else None
+    if user is None:
+        locked.chmod(0o555)
+    done = cli("docker", "run", str(DEMO), "--workdir", str(locked / "w" if user is None else locked),
+               *(["--user", user] if user else []))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "not writable" in done.stderr
+    assert list(locked.iterdir()) == []
+
+
+def _content_digests(manifest: dict) -> dict[str, str]:
+    return {p["path"]: p["content_digest"] for p in manifest["products"]}
+
+
+@pytest.mark.container
+@pytest.mark.e2e
+def test_demo_in_container_matches_host(image, tmp_path, demo_run):
+    """The demo inside the image with --network none: its manifest verifies on the host and its
+    content digests equal those of the same recipe run on the host venv (same lock)."""
+    workdir = tmp_path / "container-demo"
+    done = cli("docker", "run", str(DEMO), "--workdir", str(workdir), "--network", "none")
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    # the container's manifest knows its image
+    text = json.dumps(manifest)
+    assert image.id in text and pin.load_pin().crds_context in text and image.labels[pin.LABEL_LOCK_SHA256] in text
+    # files are the caller's, not root's
+    assert all(p.stat().st_uid == os.getuid() for p in workdir.rglob("*"))
+    verified = cli("verify", str(workdir / "manifest.json"))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    _, host_manifest = demo_run
+    inside, outside = _content_digests(manifest), _content_digests(host_manifest)
+    assert sorted(inside) == sorted(outside)
+    differ = sorted(path for path in inside if inside[path] != outside[path])
+    assert not differ, f"content digests differ between the container and the host venv: {differ}"
