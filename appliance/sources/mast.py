@@ -1,19 +1,528 @@
-"""MAST as a recipe input (``[inputs.mast]``).
+"""MAST as a recipe input (``[inputs.mast]``): astroquery asks, this module transfers.
 
-The download provider (astroquery.mast, resumable and hashed downloads) is the
-subject of its own issue; until it lands, a MAST recipe can be checked but not
-run, and says so in one line.
+The query is astroquery's (``query_criteria`` -> ``get_product_list`` ->
+``filter_products``).  The transfer is done here, with astroquery's download
+URL and requests session (so a ``mast_token`` cookie travels with it),
+because astroquery's public ``download_file`` neither resumes, nor writes
+atomically, nor hashes, and MAST publishes sizes but no checksums: the
+sha256 computed here while the bytes arrive is the first one anybody has.
+
+Each file goes to ``<dir>/<name>.part`` (resumed with a Range request after a
+cut), is hashed as it arrives, checked against MAST's size and renamed to
+``<dir>/<name>`` only when complete.  There is no fsync: a file is reused
+only when it matches the size and sha256 in the fetch record, so a file torn
+by a power cut is detected and fetched again like any other mismatch.  ``fetch`` leaves a fetch record
+(``inputs.json``, see :mod:`appliance.fetch`); :func:`materialise` uses the
+files it lists without touching the network when they still match their
+recorded size and sha256.
+
+Where MAST is: ``$MAST_BASE_URL`` (default https://mast.stsci.edu).
+astroquery builds its URLs from ``astroquery.mast.conf.server`` when its
+modules are imported, so changing ``conf`` later does nothing.  Rather than
+write a config file before import (which breaks if anything imported
+astroquery first), :class:`MastClient` makes its own ``ObservationsClass``
+and sets the URL attributes on that instance (the portal connection's
+``MAST_REQUEST_URL``, ``COLUMNS_CONFIG_URL``, ``MAST_DOWNLOAD_URL``,
+``MAST_BUNDLE_URL`` and the auth object's ``SESSION_INFO_URL``): it works
+whatever was imported before and leaves astroquery's module-level
+``Observations`` alone.
+
+Exclusive-access data: ``$MAST_API_TOKEN`` is handed to astroquery's
+``login``; it is never written to a log, an error or the fetch record.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
-from appliance.errors import UserError
+from appliance.errors import UserError, WorkFailed
+from appliance.sources import InputFile
+
+DEFAULT_BASE_URL = "https://mast.stsci.edu"
+TOKEN_VARIABLE = "MAST_API_TOKEN"
+CHUNK = 1 << 20
+#: Bounded retries for transient faults (connection refused or cut, timeouts, HTTP 5xx/429).
+ATTEMPTS = int(os.environ.get("APPLIANCE_MAST_ATTEMPTS", "4"))
+RETRY_WAIT = float(os.environ.get("APPLIANCE_MAST_RETRY_WAIT", "2.0"))  # doubles per attempt, capped at 30 s
+TIMEOUT = float(os.environ.get("APPLIANCE_MAST_TIMEOUT", "60"))  # seconds without a byte
 
 
-def materialise(recipe, workdir: Path):
-    raise UserError(
-        f"{recipe.path}: inputs.mast: downloading from MAST is not available in this release; "
-        f"download the files yourself and list them under inputs.local"
-    )
+def token_from_environment(environ=os.environ) -> str | None:
+    """``$MAST_API_TOKEN``, or the file ``$MAST_API_TOKEN_FILE`` names (how the container
+    launcher passes it, so that `docker inspect` never shows it)."""
+    if environ.get(TOKEN_VARIABLE):
+        return environ[TOKEN_VARIABLE]
+    path = environ.get(TOKEN_VARIABLE + "_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError:
+            raise UserError(f"{TOKEN_VARIABLE}_FILE: cannot read the token file {path}") from None
+    return None
+
+
+class _Transient(Exception):
+    """A fault worth another attempt; the message is one short line."""
+
+
+@dataclass(frozen=True)
+class Product:
+    """One file MAST lists: its name, data URI and MAST's size (None when unknown)."""
+
+    name: str
+    uri: str
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A file in the workdir with the facts the fetch record keeps."""
+
+    path: Path
+    name: str  # workdir-relative, POSIX
+    size: int
+    sha256: str
+    origin: str
+    fetched_at: str
+    downloaded: bool  # False when an earlier download was reused
+    transferred: int = 0  # bytes that came over the network this time
+
+    def record(self) -> dict:
+        return {"name": self.name, "size": self.size, "sha256": self.sha256,
+                "origin": self.origin, "fetched_at": self.fetched_at}
+
+    def input_file(self) -> InputFile:
+        return InputFile(self.path, self.origin, self.fetched_at)
+
+
+def base_url(environ=os.environ) -> str:
+    """The MAST server to talk to: ``$MAST_BASE_URL`` or the real one."""
+    return (environ.get("MAST_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def query_dict(query) -> dict:
+    """The recipe's MAST query as plain JSON data (what the fetch record compares)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(query).items()}
+
+
+# --------------------------------------------------------------------------- run and fetch
+
+
+def materialise(recipe, workdir: Path) -> list[InputFile]:
+    """The recipe's MAST files in the workdir: those ``fetch`` left if they still verify, else downloaded."""
+    from appliance.fetch import load_fetch_record
+
+    workdir = Path(workdir)
+    record = load_fetch_record(workdir)
+    if record is not None and record.get("complete") and record.get("query") == query_dict(recipe.mast):
+        reused = [reuse(workdir, entry) for entry in record.get("files", [])]
+        if reused and all(reused):
+            return [f.input_file() for f in reused]
+    return [f.input_file() for f in fetch_inputs(recipe, workdir)]
+
+
+def fetch_inputs(recipe, workdir: Path, *, client: MastClient | None = None) -> list[Fetched]:
+    """Query MAST for the recipe's products and download what is not already here; updates the fetch record."""
+    from appliance.fetch import load_fetch_record, update_fetch_record
+    from appliance.plan import INPUT_DIR_OF_KIND
+
+    workdir = Path(workdir)
+    query = recipe.mast
+    client = client or MastClient()
+    products = client.products(query, where=f"{recipe.path}: inputs.mast")
+    record = load_fetch_record(workdir) or {}
+    known = {e["name"]: e for e in record.get("files", [])}
+    out = []
+    for product in products:
+        rel = f"{INPUT_DIR_OF_KIND[query.product]}/{product.name}"
+        fetched = client.download(product, workdir, rel, known.get(rel))
+        out.append(fetched)
+        if fetched.downloaded:  # keep what is done, should a later file fail
+            known[rel] = fetched.record()
+            update_fetch_record(workdir, query=query_dict(query), complete=False, mast_base_url=client.base_url,
+                                files=list(known.values()))
+    update_fetch_record(workdir, query=query_dict(query), complete=True, mast_base_url=client.base_url,
+                        files=[f.record() for f in out])
+    return out
+
+
+def reuse(workdir: Path, entry: dict) -> Fetched | None:
+    """The recorded file if it is still there with its recorded size and sha256, else None."""
+    path = Path(workdir) / entry["name"]
+    try:
+        if path.stat().st_size != entry["size"]:
+            return None
+    except OSError:
+        return None
+    if file_sha256(path) != entry["sha256"]:
+        return None
+    return Fetched(path, entry["name"], entry["size"], entry["sha256"], entry["origin"], entry["fetched_at"], False)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- the client
+
+
+class MastClient:
+    """astroquery's ``ObservationsClass`` pointed at ``base_url``, plus a resumable, hashed transfer."""
+
+    def __init__(self, base_url_: str | None = None, token: str | None = None, *,
+                 attempts: int = ATTEMPTS, retry_wait: float = RETRY_WAIT, timeout: float = TIMEOUT):
+        self.base_url = (base_url_ or base_url()).rstrip("/")
+        self.attempts = max(1, attempts)
+        self.retry_wait = retry_wait
+        self.timeout = timeout
+        self._token = token if token is not None else token_from_environment()
+        self._obs = None
+        self.received = 0  # bytes that came over the network, all attempts counted
+
+    # astroquery is imported on first use only: `run` on fetched files never needs it.
+    @property
+    def observations(self):
+        if self._obs is None:
+            self._obs = self._connect()
+        return self._obs
+
+    @property
+    def session(self):
+        return self.observations._session
+
+    def _connect(self):
+        from astroquery.mast import ObservationsClass
+
+        obs = ObservationsClass()
+        portal = obs._portal_api_connection
+        portal.MAST_REQUEST_URL = self.base_url + "/api/v0/invoke"
+        portal.COLUMNS_CONFIG_URL = self.base_url + "/portal/Mashup/Mashup.asmx/columnsconfig"
+        portal.MAST_DOWNLOAD_URL = self.base_url + "/api/v0.1/Download/file"
+        portal.MAST_BUNDLE_URL = self.base_url + "/api/v0.1/Download/bundle"
+        portal._column_configs = {}  # the class-level cache may hold another server's configs
+        obs._auth_obj.SESSION_INFO_URL = self.base_url + "/whoami"
+        adapter = _timeout_adapter(self.timeout)
+        obs._session.mount("http://", adapter)
+        obs._session.mount("https://", adapter)
+        if self._token:
+            self._login(obs)
+        return obs
+
+    def _login(self, obs) -> None:
+        from astroquery.exceptions import LoginError
+
+        def login():
+            from astroquery import log as astroquery_log
+
+            level = astroquery_log.level
+            astroquery_log.setLevel("WARNING")  # not "welcome <name>" on every fetch
+            try:
+                obs.login(token=self._token)
+            except LoginError:
+                raise UserError(f"MAST rejected the token in {TOKEN_VARIABLE} (expired, revoked or mistyped); "
+                                f"create a new one at https://auth.mast.stsci.edu/token") from None
+            except ValueError:  # not JSON: something that is not MAST answered
+                raise WorkFailed(f"MAST at {self.base_url} gave an unreadable answer to the token check") from None
+            finally:
+                astroquery_log.setLevel(level)
+
+        self._retry(f"checking the {TOKEN_VARIABLE} token with MAST at {self.base_url}", login)
+
+    # ------------------------------------------------------------------ query
+
+    def products(self, query, *, where: str = "inputs.mast") -> list[Product]:
+        """The exposure products of ``query``: one per file name, sorted by name."""
+        from astroquery.exceptions import InvalidQueryError, RemoteServiceError
+
+        criteria = {
+            "obs_collection": "JWST",
+            # JWST programs are 5-digit strings in recipes; ask for both spellings MAST may store
+            "proposal_id": sorted({query.program, query.program.lstrip("0") or "0"}),
+            "instrument_name": query.instrument,
+        }
+        if query.filters:
+            criteria["filters"] = list(query.filters)
+        if query.calib_level is not None:
+            criteria["calib_level"] = [query.calib_level]
+        described = _describe(query)
+        obs = self.observations
+
+        def ask(func, *args, **kw):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return func(*args, **kw)
+            except RemoteServiceError as exc:
+                raise WorkFailed(f"MAST at {self.base_url} refused the query for {described}: {_one_line(exc)}") from None
+            except InvalidQueryError as exc:
+                raise UserError(f"{where}: MAST cannot run this query: {_one_line(exc)}") from None
+
+        observations = self._retry(f"querying MAST at {self.base_url} for {described}",
+                                   ask, obs.query_criteria, **criteria)
+        if len(observations) == 0:
+            raise UserError(f"{where}: no MAST observations match {described}")
+        table = self._retry(f"asking MAST at {self.base_url} for the products of {described}",
+                            ask, obs.get_product_list, observations)
+        if len(table):
+            table = obs.filter_products(table, productSubGroupDescription=[query.product.upper()], extension="fits")
+        visit = query.visit or r"\d{3}"
+        pattern = re.compile(rf"jw{query.program}{query.observation}{visit}_\d{{5}}_\d{{5}}_[a-z0-9]+_{query.product}\.fits")
+        found: dict[str, Product] = {}
+        for row in table:
+            name = str(row["productFilename"])
+            if pattern.fullmatch(name) and name not in found:
+                size = row["size"] if "size" in table.colnames else None
+                size = int(size) if size is not None and not hasattr(size, "mask") and int(size) > 0 else None
+                found[name] = Product(name, str(row["dataURI"]), size)
+        if query.files:
+            missing = [n for n in query.files if n not in found]
+            if missing:
+                raise UserError(f"{where}.files: {missing[0]} is not among the {query.product} products of {described}"
+                                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            found = {n: found[n] for n in query.files}
+        if not found:
+            raise UserError(f"{where}: MAST lists no _{query.product}.fits exposures for {described} "
+                            f"({len(observations)} observation(s) matched)")
+        return [found[n] for n in sorted(found)]
+
+    # ------------------------------------------------------------------ transfer
+
+    def download_url(self, uri: str) -> str:
+        """astroquery's download URL for a data URI (as its ``download_file`` builds it)."""
+        return self.observations._portal_api_connection.MAST_DOWNLOAD_URL + "?uri=" + quote(uri, safe=":/")
+
+    def download(self, product: Product, workdir: Path, rel: str, recorded: dict | None = None) -> Fetched:
+        """Put ``product`` at ``workdir/rel``; reuse it if it matches ``recorded`` (size and sha256)."""
+        target = Path(workdir) / rel
+        if recorded is not None and (product.size is None or product.size == recorded["size"]):
+            again = reuse(workdir, recorded)
+            if again is not None:
+                return Fetched(again.path, rel, again.size, again.sha256, product.uri, again.fetched_at, False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        url = self.download_url(product.uri)
+        before = part.stat().st_size if part.exists() else 0
+        received = self.received
+        try:
+            size, sha = self._retry(f"downloading {product.name} from MAST at {self.base_url}",
+                                                 self._transfer, url, part, product)
+        except WorkFailed as exc:
+            if part.exists() and part.stat().st_size > before:
+                raise WorkFailed(f"{exc} ({part.stat().st_size} bytes kept in {rel}.part; fetch again to resume)") from None
+            raise
+        os.replace(part, target)
+        return Fetched(target, rel, size, sha, product.uri, _now(), True, self.received - received)
+
+    def _transfer(self, url: str, part: Path, product: Product) -> tuple[int, str]:
+        """One attempt: GET (with Range to resume ``part``), hash while receiving, check the size.
+
+        A fresh file needs no HEAD: MAST's listed size is checked against the
+        GET's own Content-Length (or Content-Range total), which spares one
+        round trip per file.  Before resuming, a HEAD asks whether the server
+        takes ranges and still has the size the partial file was part of.
+        """
+        import requests
+        import urllib3
+
+        session = self.session
+        expected = product.size
+        try:
+            offset = part.stat().st_size if part.exists() else 0
+            if offset:
+                head = session.head(url, allow_redirects=True)
+                self._check(head, product)
+                self._check_size(product, _int(head.headers.get("Content-Length")), part)
+                expected = expected if expected is not None else _int(head.headers.get("Content-Length"))
+                if head.headers.get("Accept-Ranges", "").lower() != "bytes" or expected is None or offset > expected:
+                    offset = 0
+            digest = hashlib.sha256()
+            if offset:
+                with open(part, "rb") as fh:
+                    for block in iter(lambda: fh.read(CHUNK), b""):
+                        digest.update(block)
+            transferred = 0
+            if expected is None or offset < expected:
+                headers = {"Range": f"bytes={offset}-"} if offset else {}
+                with session.get(url, headers=headers, stream=True) as resp:
+                    self._check(resp, product)
+                    if resp.status_code == 206:
+                        crange = resp.headers.get("Content-Range", "")
+                        if not crange.startswith(f"bytes {offset}-"):
+                            part.unlink(missing_ok=True)
+                            raise _Transient(f"the server answered a range request with {crange!r}")
+                        total = _int(crange.rpartition("/")[2])
+                    else:
+                        offset, digest = 0, hashlib.sha256()  # the whole file (the server may ignore a range)
+                        total = _int(resp.headers.get("Content-Length"))
+                    self._check_size(product, total, part)
+                    expected = expected if expected is not None else total
+                    with open(part, "r+b" if offset else "wb") as fh:
+                        fh.seek(offset)
+                        fh.truncate()
+                        # read1 hands over every byte as it arrives, so a cut loses nothing
+                        # (iter_content drops the bytes of an unfinished chunk)
+                        with _Hasher(digest) as hasher:
+                            while chunk := resp.raw.read1(CHUNK):
+                                hasher.update(chunk)
+                                fh.write(chunk)
+                                transferred += len(chunk)
+                                self.received += len(chunk)
+            size = offset + transferred
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.HTTPError) as exc:
+            raise _Transient(_reason(exc)) from None
+        if expected is not None and size < expected:
+            raise _Transient(f"the connection ended after {size} of {expected} bytes")
+        if expected is not None and size > expected:
+            part.unlink(missing_ok=True)
+            raise WorkFailed(f"{product.name}: received {size} bytes but MAST lists {expected}; not kept")
+        return size, digest.hexdigest()
+
+    @staticmethod
+    def _check_size(product: Product, served: int | None, part: Path) -> None:
+        """MAST's listed size against the size its download server gives: a disagreement stops the file."""
+        if product.size is not None and served is not None and served != product.size:
+            part.unlink(missing_ok=True)
+            raise WorkFailed(f"{product.name}: MAST lists {product.size} bytes but its server sends {served}; "
+                             "not downloaded")
+
+    def _check(self, resp, product: Product) -> None:
+        """Turn an HTTP error status of a download into the right kind of failure."""
+        code = resp.status_code
+        if code < 400:
+            return
+        if code in (401, 403):
+            have = f"the token in {TOKEN_VARIABLE} does not grant access to it" if self._token else \
+                f"set {TOKEN_VARIABLE} to a MAST token that grants access"
+            raise UserError(f"{product.name}: MAST refused the download (HTTP {code}): exclusive-access data; {have}")
+        if code == 404:
+            raise WorkFailed(f"{product.name}: MAST lists it but its download answered HTTP 404 (not found)")
+        if code >= 500 or code == 429:
+            raise _Transient(f"HTTP {code}")
+        raise WorkFailed(f"{product.name}: the download answered HTTP {code}")
+
+    # ------------------------------------------------------------------ retries
+
+    def _retry(self, what: str, func, *args, **kw):
+        """``func(*args)`` with bounded retries on transient faults; then one WorkFailed line."""
+        import requests
+
+        last = None
+        for attempt in range(self.attempts):
+            if attempt:
+                time.sleep(min(30.0, self.retry_wait * 2 ** (attempt - 1)))
+            try:
+                return func(*args, **kw)
+            except _Transient as exc:
+                last = str(exc)
+            except requests.HTTPError as exc:  # astroquery raise_for_status() on the query side
+                code = exc.response.status_code if exc.response is not None else 0
+                if code >= 500 or code == 429:
+                    last = f"HTTP {code}"
+                    continue
+                if code == 404:
+                    raise UserError(f"{what}: HTTP 404 from the query API; is MAST_BASE_URL ({self.base_url}) right?") from None
+                if code in (401, 403):
+                    raise UserError(f"{what}: HTTP {code}; check {TOKEN_VARIABLE}") from None
+                raise WorkFailed(f"{what}: HTTP {code}") from None
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                last = _reason(exc)
+        raise WorkFailed(f"{what}: {last} (gave up after {self.attempts} attempts)")
+
+
+class _Hasher:
+    """sha256 on a second thread, so hashing overlaps receiving and writing (hashlib releases the GIL)."""
+
+    def __init__(self, digest):
+        import queue
+        import threading
+
+        self.digest = digest
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self.digest.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _timeout_adapter(timeout: float):
+    """A requests adapter that adds a timeout where the caller gave none (astroquery gives none)."""
+    import requests.adapters
+
+    class Adapter(requests.adapters.HTTPAdapter):
+        def send(self, request, **kw):
+            if kw.get("timeout") is None:
+                kw["timeout"] = (min(10.0, timeout), timeout)
+            return super().send(request, **kw)
+
+    return Adapter()
+
+
+def _int(text) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _describe(query) -> str:
+    parts = [f"program {query.program}", f"observation {query.observation}"]
+    if query.visit:
+        parts.append(f"visit {query.visit}")
+    parts.append(query.instrument)
+    if query.filters:
+        parts.append("filters " + ",".join(query.filters))
+    if query.calib_level is not None:
+        parts.append(f"calib_level {query.calib_level}")
+    return ", ".join(parts)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause for a requests exception (their own messages run to several lines)."""
+    text = str(exc)
+    for needle, short in (("Connection refused", "connection refused"),
+                          ("Name or service not known", "host name not found"),
+                          ("Temporary failure in name resolution", "host name not found"),
+                          ("Network is unreachable", "network unreachable"),
+                          ("timed out", "timed out"), ("Read timed out", "timed out"),
+                          ("IncompleteRead", "connection cut mid-file"),
+                          ("Connection broken", "connection cut mid-file"),
+                          ("RemoteDisconnected", "the server closed the connection"),
+                          ("Connection reset", "connection reset")):
+        if needle in text:
+            return short
+    return type(exc).__name__
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]

@@ -1,0 +1,178 @@
+"""``run.py fetch``: the downloads only, so that ``run`` can follow with no network.
+
+It puts the recipe's exposures into the workdir (from MAST, or the simulated
+or local ones) and makes sure the CRDS cache holds every mapping of the
+pinned context and every reference file any stage will ask for.  What it
+fetched is written to the fetch record ``WORKDIR/inputs.json``:
+
+.. code-block:: json
+
+    {"record": "appliance-fetch", "version": 1,
+     "input_kind": "mast", "query": {...}, "mast_base_url": "https://mast.stsci.edu",
+     "files": [{"name": "uncal/jw..._uncal.fits", "size": 1344960, "sha256": "...",
+                "origin": "mast:JWST/product/jw..._uncal.fits", "fetched_at": "2025-01-01T00:00:00+00:00"}],
+     "crds": {"context": "...", "server": "...", "references": {"<name>": {"state": "fetched", "size": 1}}, ...}}
+
+``run`` (through :func:`appliance.sources.mast.materialise`) reuses the
+listed files when their size and sha256 still match, without a network call.
+The record is replaced atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FETCH_RECORD = "inputs.json"
+RECORD_VERSION = 1
+
+
+@dataclass
+class FetchReport:
+    """What a fetch did; ``str()`` is the summary the CLI prints."""
+
+    recipe: str
+    workdir: Path
+    input_kind: str
+    downloaded: int = 0
+    reused: int = 0
+    bytes_downloaded: int = 0
+    input_files: list[dict] = field(default_factory=list)
+    crds: object | None = None  # crdsctx.PrefetchReport
+    crds_note: str = ""
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        if self.input_kind == "mast":
+            inputs = (f"{self.downloaded} downloaded ({self.bytes_downloaded / 1e6:.1f} MB), "
+                      f"{self.reused} already here")
+        else:
+            inputs = f"{len(self.input_files)} {self.input_kind} file(s) in place"
+        lines = [f"fetched  {self.recipe} into {self.workdir} in {self.seconds:.1f} s",
+                 f"inputs   {inputs}; record {self.workdir / FETCH_RECORD}"]
+        if self.crds is not None:
+            lines.append(f"crds     {self.crds.context} from {self.crds.server}: references {self.crds}")
+            lines.extend(f"warning  no reference selected: {u}" for u in self.crds.unresolved)
+        elif self.crds_note:
+            lines.append(f"crds     {self.crds_note}")
+        lines.append("ready    `run` can now work offline")
+        return "\n".join(lines)
+
+
+def fetch(recipe_path, workdir, *, allow_env_mismatch: bool = False) -> FetchReport:
+    """Download the recipe's inputs and CRDS references into ``workdir`` and the CRDS cache."""
+    from appliance import crdsctx, reduce
+
+    started = time.perf_counter()
+    user_env = dict(os.environ)  # prepare() points CRDS at the offline address; fetch needs the user's
+    workdir = Path(workdir)
+    reduce.check_workdir(workdir)
+    prepared = reduce.prepare(Path(recipe_path), workdir, allow_env_mismatch=allow_env_mismatch)
+    recipe, settings = prepared.recipe, prepared.settings
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = workdir.resolve()
+    report = FetchReport(recipe=recipe.name, workdir=workdir, input_kind=recipe.input_kind)
+
+    if recipe.input_kind == "mast":
+        from appliance.sources import mast
+
+        fetched = mast.fetch_inputs(recipe, workdir)
+        report.downloaded = sum(f.downloaded for f in fetched)
+        report.reused = len(fetched) - report.downloaded
+        report.bytes_downloaded = sum(f.transferred for f in fetched)
+        report.input_files = [f.record() for f in fetched]
+        datasets = [f.path for f in fetched]
+    else:
+        from appliance.sources import materialise
+
+        if recipe.input_kind == "simulate":
+            crdsctx.prepare_cache(settings, simulated=True)  # simulated headers need nothing from a server
+        placed = materialise(recipe, workdir)
+        report.input_files = [_file_record(f, workdir) for f in placed]
+        datasets = [f.path for f in placed if f.path.name.endswith(".fits")]
+        update_fetch_record(workdir, input_kind=recipe.input_kind, files=report.input_files)
+
+    if crdsctx.needs_prefetch(settings.context, user_env, simulated=recipe.input_kind == "simulate"):
+        fetch_settings = crdsctx.settings_for_fetch(settings, user_env)
+        previous = (load_fetch_record(workdir) or {}).get("crds") or {}
+        if previous.get("context") != settings.context:
+            previous = {}
+        reftypes = _reftypes(recipe, settings.use_step_pars, previous.get("reftypes"))
+        report.crds = crdsctx.prefetch_references(
+            fetch_settings, datasets, reftypes=reftypes["types"],
+            digests={str(workdir / f["name"]): f["sha256"] for f in report.input_files},
+            known_selections=previous.get("selections"))
+        update_fetch_record(workdir, crds={**report.crds.as_dict(), "reftypes": reftypes})
+        crdsctx.configure(settings)  # back to the run's own settings
+    elif recipe.input_kind == "simulate":
+        report.crds_note = f"{settings.context} is the synthetic context, built locally in {settings.path}"
+    else:
+        report.crds_note = (f"{settings.context} is the synthetic context: nothing to fetch "
+                            "(`run.py simulate --crds-cache DIR` writes it; set CRDS_PATH=DIR)")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _reftypes(recipe, use_step_pars: bool, previous: dict | None) -> dict:
+    """The reference types the run's stages request; remembered per jwst version, as finding them imports jwst."""
+    from importlib.metadata import version
+
+    from appliance import crdsctx
+    from appliance.recipe import STAGES, stages_to_run
+
+    skipped = sorted([stage, step] for stage in STAGES for step, params in recipe.stages[stage].steps.items()
+                     if params.get("skip") is True)
+    key = {"jwst": version("jwst"), "stages": list(stages_to_run(recipe)), "skipped": skipped,
+           "use_step_pars": use_step_pars}
+    if previous and previous.get("key") == key:
+        return previous
+    types = crdsctx.stage_reftypes(key["stages"], skipped_steps={tuple(s) for s in skipped},
+                                   use_step_pars=use_step_pars)
+    return {"key": key, "types": types}
+
+
+def _file_record(f, workdir: Path) -> dict:
+    from appliance.sources.mast import file_sha256
+
+    return {"name": f.path.relative_to(workdir).as_posix(), "size": f.path.stat().st_size,
+            "sha256": file_sha256(f.path), "origin": f.origin, "fetched_at": f.fetched_at}
+
+
+# --------------------------------------------------------------------------- the record
+
+
+def load_fetch_record(workdir: Path) -> dict | None:
+    """The fetch record of ``workdir``, or None when there is none (or it is unreadable)."""
+    try:
+        data = json.loads((Path(workdir) / FETCH_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("record") == "appliance-fetch" else None
+
+
+def update_fetch_record(workdir: Path, **fields) -> dict:
+    """Merge ``fields`` into the fetch record and replace it atomically."""
+    record = load_fetch_record(workdir) or {"record": "appliance-fetch", "version": RECORD_VERSION}
+    if "query" in fields and record.get("query") != fields["query"]:
+        record.pop("crds", None)
+    record.update(fields)
+    if "query" in fields:
+        record["input_kind"] = "mast"
+    elif fields.get("input_kind", "mast") != "mast":
+        for key in ("query", "complete", "mast_base_url"):  # a MAST record no longer describes these files
+            record.pop(key, None)
+    target = Path(workdir) / FETCH_RECORD
+    fd, tmp = tempfile.mkstemp(prefix=".inputs.", suffix=".tmp", dir=workdir)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return record
