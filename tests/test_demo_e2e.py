@@ -11,7 +11,7 @@ from conftest import reduce_demo, run_cli
 
 pytestmark = pytest.mark.e2e
 
-DETECTOR1_COMPLETE = ("S_DQINIT", "S_EMICOR", "S_SATURA", "S_LASTFR", "S_RESET", "S_LINEAR", "S_RSCD", "S_DARK", "S_JUMP", "S_RAMP")
+DETECTOR1_COMPLETE = ("S_DQINIT", "S_MIREMI", "S_SATURA", "S_LASTFR", "S_RESET", "S_LINEAR", "S_RSCD", "S_DARK", "S_JUMP", "S_RAMP")
 
 
 def products(manifest, suffix):
