@@ -37,7 +37,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from appliance.errors import UserError
-from appliance.postprocess import OPERATIONS
+from appliance.postprocess import OPERATIONS, check_parameter
 
 SCHEMA_VERSION = 1
 STAGES = ("detector1", "image2", "image3")
@@ -601,6 +601,10 @@ def _postprocess(doc: dict) -> tuple[PostOp, ...]:
                 else:
                     reason = f"unknown parameter; {op} takes no parameters"
                 raise _Invalid((*key, name), reason)
+            if name != "op":
+                expected = check_parameter(op, name, table[name])
+                if expected:
+                    raise _Invalid((*key, name), f"{expected}, got {_describe(table[name])}")
         ops.append(PostOp(op=op, params={k: v for k, v in table.items() if k != "op"}))
     return tuple(ops)
 

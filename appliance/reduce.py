@@ -61,6 +61,10 @@ def prepare(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = Fals
     )
     crdsctx.configure(settings)
     validate_steps(recipe)
+    if recipe.postprocess:  # an operation whose input stage does not run fails here, before any write
+        from appliance.postprocess import check_recipe
+
+        check_recipe(recipe)
     return Prepared(recipe, settings, tuple(mismatches))
 
 

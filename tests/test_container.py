@@ -455,5 +455,7 @@ def test_demo_in_container_matches_host(image, tmp_path, demo_run):
     _, host_manifest = demo_run
     inside, outside = _content_digests(manifest), _content_digests(host_manifest)
     assert sorted(inside) == sorted(outside)
-    differ = sorted(path for path in inside if inside[path] != outside[path])
+    # The HTML report describes its environment (image, Python build), which differs by design;
+    # every data product must match.
+    differ = sorted(path for path in inside if inside[path] != outside[path] and not path.endswith(".html"))
     assert not differ, f"content digests differ between the container and the host venv: {differ}"

@@ -1,0 +1,388 @@
+"""``run.py export RECIPE --out DIR``: the recipe's reduction as plain jwst commands.
+
+For the recipe's resolved plan it writes, into ``DIR``:
+
+* ``params/calwebb_<stage>.asdf`` -- one stpipe parameter file per stage, in
+  the ASDF format ``strun`` and ``Pipeline.call(config_file=...)`` read, made
+  with stpipe's own ``StepConfig`` writer.  It holds only what the recipe
+  sets, so everything else keeps jwst's default or the CRDS ``pars-*`` value,
+  in stpipe's own order of precedence, exactly as in the appliance's
+  ``Pipeline.call(input, steps=...)``;
+* ``asn/`` -- the level-2 association of each exposure and the level-3
+  association of each filter, made with ``jwst.associations`` as the
+  appliance makes them;
+* ``reduce.sh`` -- a POSIX shell script of plain ``strun`` commands that
+  reproduces the reduction with jwst alone, in the appliance's workdir
+  layout (``uncal/``, ``stage1/``, ``stage2/``, ``stage3/``, ``logs/``): it
+  sets the CRDS environment of the recipe, copies the inputs in, and runs each
+  stage where its input is (calwebb_image2 opens association members relative
+  to the working directory).
+
+Post-processing operations (``[[postprocess]]``) are the appliance's own and
+are not exported; the script says so.  The export is written into a temporary
+directory beside ``DIR`` and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+
+from appliance.errors import UserError
+
+SCRIPT_NAME = "reduce.sh"
+PARAMS_DIR = "params"
+ASN_DIR = "asn"
+PIPELINE_CLASSES = {"detector1": "Detector1Pipeline", "image2": "Image2Pipeline", "image3": "Image3Pipeline"}
+PIPELINE_ALIASES = {"detector1": "calwebb_detector1", "image2": "calwebb_image2", "image3": "calwebb_image3"}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "export",
+        help="write the recipe's reduction as stpipe parameter files, associations and a script of strun commands",
+        description="Export a recipe as plain jwst: one stpipe parameter file (ASDF) per stage, the association "
+                    "files, and a shell script of strun commands that reproduces the reduction with jwst alone.",
+    )
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="directory to write (must not exist, or be empty)")
+    p.add_argument("--inputs", type=Path, default=None, metavar="DIR",
+                   help="directory holding the input exposures, to resolve the plan from their headers "
+                        "(needed for MAST recipes: e.g. the uncal/ directory of a `run.py fetch` workdir)")
+    p.add_argument("--force", action="store_true", help="replace an existing export in --out")
+    p.add_argument("--allow-env-mismatch", action="store_true",
+                   help="export even if the installed jwst/CRDS context differ from the recipe's")
+    p.set_defaults(func=cmd_export)
+    return p
+
+
+def cmd_export(args) -> int:
+    written = export(args.recipe, args.out, inputs_dir=args.inputs, force=args.force,
+                     allow_env_mismatch=args.allow_env_mismatch)
+    print(written.summary())
+    return 0
+
+
+class Exported:
+    """What an export wrote (for the CLI's summary and for tests)."""
+
+    def __init__(self, out: Path, script: Path, params: list[Path], associations: list[Path],
+                 commands: int, skipped_postprocess: list[str], input_hint: str):
+        self.out, self.script, self.params, self.associations = out, script, params, associations
+        self.commands, self.skipped_postprocess, self.input_hint = commands, skipped_postprocess, input_hint
+
+    def summary(self) -> str:
+        lines = [f"exported {self.commands} strun command(s) to {self.script}",
+                 f"parameters   {', '.join(p.name for p in self.params) or 'none'} in {self.out / PARAMS_DIR}",
+                 f"associations {len(self.associations)} in {self.out / ASN_DIR}",
+                 f"run          {self.script} INPUT_DIR [WORKDIR]    ({self.input_hint})"]
+        if self.skipped_postprocess:
+            lines.append(f"warning      not exported (appliance post-processing): {_grouped(self.skipped_postprocess)}")
+        return "\n".join(lines)
+
+
+def _grouped(task_ids: list[str]) -> str:
+    """``postprocess:background:F770W``... as ``background (3 tasks), report``."""
+    counts: dict[str, int] = {}
+    for task_id in task_ids:
+        parts = task_id.split(":")
+        op = parts[1] if len(parts) > 1 and parts[0] == "postprocess" else parts[0]
+        counts[op] = counts.get(op, 0) + 1
+    return ", ".join(op if n == 1 else f"{op} ({n} tasks)" for op, n in counts.items())
+
+
+# --------------------------------------------------------------------------- the export
+
+
+def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, force: bool = False,
+           allow_env_mismatch: bool = False) -> Exported:
+    """Write the parameter files, associations and ``reduce.sh`` for the recipe into ``out``."""
+    from appliance import reduce
+    from appliance.plan import build_plan
+
+    out = Path(out)
+    _check_out(out, force)
+    if inputs_dir is not None and not Path(inputs_dir).is_dir():
+        raise UserError(f"{inputs_dir}: --inputs: no such directory")
+    # Loads and checks the recipe and sets the CRDS environment before jwst is imported.
+    prepared = reduce.prepare(Path(recipe_path), out.absolute(), allow_env_mismatch=allow_env_mismatch)
+    recipe = prepared.recipe
+    exposures, local_files = resolve_exposures(recipe, inputs_dir)
+    plan = build_plan(recipe, exposures)
+    stage_tasks = [t for t in plan.tasks if t.kind in PIPELINE_CLASSES]
+    skipped = [t.id for t in plan.tasks if t.kind not in PIPELINE_CLASSES]
+
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.export-"))
+    try:
+        params = [write_parameter_file(recipe, stage, tmp / PARAMS_DIR) for stage in plan.stages]
+        associations = write_associations(stage_tasks, tmp / ASN_DIR)
+        script_text = render_script(recipe, prepared.settings, plan, stage_tasks, local_files, skipped)
+        script = tmp / SCRIPT_NAME
+        script.write_text(script_text, encoding="utf-8")
+        script.chmod(0o755)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            shutil.rmtree(out) if any(out.iterdir()) else out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    rebase = lambda p: out / p.relative_to(tmp)  # noqa: E731
+    return Exported(out, out / SCRIPT_NAME, [rebase(p) for p in params], [rebase(p) for p in associations],
+                    len(stage_tasks), skipped, _input_hint(recipe))
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --out: expected a directory, found a file")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UserError(f"{out}: --out: the directory exists and is not empty (pass --force to replace it)")
+        if not (out / SCRIPT_NAME).is_file():
+            raise UserError(f"{out}: --out: not an earlier export (no {SCRIPT_NAME}); refusing to replace it")
+    probe = out.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{out}: --out: the directory {probe} is not writable")
+
+
+def resolve_exposures(recipe, inputs_dir: Path | None):
+    """The plan's exposures, and the local input files (for their pinned checksums) when the recipe has them."""
+    from appliance.plan import INPUT_DIR_OF_KIND, exposure_from_header
+    from appliance.recipe import resolve_local_inputs
+
+    if inputs_dir is not None:
+        kinds = tuple(f"_{k}.fits" for k in INPUT_DIR_OF_KIND)
+        files = sorted(p for p in Path(inputs_dir).iterdir() if p.name.endswith(kinds))
+        if recipe.input_kind == "mast":
+            files = [p for p in files if p.name.endswith(f"_{recipe.mast.product}.fits")]
+            if recipe.mast.files:
+                files = [p for p in files if p.name in set(recipe.mast.files)]
+        if not files:
+            raise UserError(f"{inputs_dir}: --inputs: no *_uncal.fits, *_rate.fits or *_cal.fits exposures there")
+        return [exposure_from_header(p) for p in files], []
+    if recipe.input_kind == "local":
+        files = resolve_local_inputs(recipe)
+        return [exposure_from_header(f.path) for f in files], files
+    if recipe.input_kind == "simulate":
+        from appliance.reduce import planned_exposures
+
+        return planned_exposures(recipe), []
+    raise UserError(f"{recipe.path}: inputs.mast: the exposures of a MAST recipe are known once fetched; run "
+                    f"`python run.py fetch {recipe.path} --workdir W` and pass --inputs W/"
+                    f"{INPUT_DIR_OF_KIND[recipe.mast.product]}")
+
+
+def _plain(value):
+    """Recipe values as plain YAML-able data (tuples become lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def write_parameter_file(recipe, stage: str, directory: Path) -> Path:
+    """``calwebb_<stage>.asdf``: the pipeline class and the recipe's step parameters, nothing else.
+
+    Written with stpipe's ``StepConfig`` (validated against its schema on
+    writing), then read back with ``Pipeline.from_config_file`` and checked
+    to carry every parameter of the recipe.
+    """
+    import jwst.pipeline
+    try:
+        from stpipe.config import StepConfig
+    except ImportError:  # stpipe 1.x keeps the ASDF config writer (what Step.export_config uses) here
+        from stpipe._config import StepConfig
+    from stpipe.utilities import get_fully_qualified_class_name
+
+    from appliance.recipe import step_parameters
+
+    cls = getattr(jwst.pipeline, PIPELINE_CLASSES[stage])
+    steps = step_parameters(recipe, stage)
+    configs = []
+    for name, step_class in cls.step_defs.items():  # the pipeline's own order
+        if steps.get(name):
+            configs.append(StepConfig(get_fully_qualified_class_name(step_class), name, _plain(steps[name]), []))
+    config = StepConfig(get_fully_qualified_class_name(cls), cls.__name__, {}, configs)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{PIPELINE_ALIASES[stage]}.asdf"
+    with config.to_asdf() as af:
+        af.write_to(str(path))
+    pipeline = cls.from_config_file(str(path))
+    for name, params in steps.items():
+        for key, value in params.items():
+            got = getattr(getattr(pipeline, name), key)
+            if _plain(got) != _plain(value) and not (isinstance(value, (int, float)) and got == value):
+                raise RuntimeError(f"{path.name}: {name}.{key} reads back as {got!r}, not {value!r}")
+    return path
+
+
+def write_associations(tasks, directory: Path) -> list[Path]:
+    """The level-2 and level-3 associations of the plan, as the appliance writes them."""
+    from appliance.associations import write_level2, write_level3
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task in tasks:
+        if task.kind == "image2":
+            written.append(write_level2(directory / Path(task.inputs[0]).name, task.params["product_name"]))
+        elif task.kind == "image3":
+            written.append(write_level3([directory / Path(p).name for p in task.inputs], task.params["product_name"]))
+    return written
+
+
+# --------------------------------------------------------------------------- the script
+
+
+def _input_hint(recipe) -> str:
+    if recipe.input_kind == "simulate":
+        return "INPUT_DIR: the simulated uncal files; CRDS_PATH: the synthetic CRDS cache"
+    if recipe.input_kind == "local":
+        return "INPUT_DIR: the directory holding the recipe's local input files"
+    return f"INPUT_DIR: the fetched _{recipe.mast.product}.fits files"
+
+
+def _simulate_command(recipe) -> str:
+    sim = dict(recipe.simulate)
+    args = ["python", "run.py", "simulate", "--out", "INPUT_DIR", "--crds-cache", "CRDS_CACHE"]
+    supported = {"seed": "--seed", "dithers": "--dithers", "subarray": "--subarray"}
+    for key, flag in supported.items():
+        if key in sim:
+            args += [flag, str(sim[key])]
+    if "filters" in sim:
+        args += ["--filters", *map(str, sim["filters"])]
+    other = sorted(set(sim) - set(supported) - {"filters"})
+    text = " ".join(args)
+    if other:
+        text += f"   (this recipe also sets {', '.join(other)}: `run.py run` writes its WORKDIR/uncal)"
+    return text
+
+
+def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
+    """The POSIX shell script of strun commands."""
+    from importlib.metadata import version
+
+    from appliance import __version__
+    from appliance.crdsctx import OFFLINE_SERVER_URL
+    from appliance.plan import STAGE_DIRS
+
+    q = shlex.quote
+    exposures = list(plan.exposures)
+    lines = [
+        "#!/bin/sh",
+        f"# {SCRIPT_NAME}: the reduction of recipe {recipe.name!r} with plain jwst (strun), no appliance needed.",
+        f"# Exported by jwst-reduction-appliance {__version__} from {recipe.path}",
+        f"#   recipe sha256 {recipe.sha256}",
+        f"#   for jwst {recipe.environment.jwst} (parameter files written with jwst {version('jwst')}), "
+        f"CRDS context {recipe.environment.crds_context}",
+        "#",
+        "# Usage: ./reduce.sh INPUT_DIR [WORKDIR]",
+        f"#   INPUT_DIR  the {len(exposures)} input exposure(s) listed below",
+        "#   WORKDIR    where the products go (default ./work), in the appliance's layout:",
+        "#              uncal/ (or stage1/, stage2/ for rate/cal inputs), stage1/, stage2/, stage3/, logs/",
+        "# Environment: STRUN (default strun), CRDS_PATH"
+        + (" (required: the synthetic CRDS cache)" if recipe.input_kind == "simulate" else
+           ", CRDS_MODE, CRDS_SERVER_URL (defaults below)"),
+    ]
+    if recipe.input_kind == "simulate":
+        lines += ["#", "# The simulated inputs and the synthetic CRDS cache come from the appliance's simulator:",
+                  f"#   {_simulate_command(recipe)}"]
+    if skipped:
+        lines += ["#", "# Not exported (the appliance's own post-processing, not jwst): " + _grouped(skipped)]
+    lines += [
+        "",
+        "set -eu",
+        'HERE=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)',
+        'if [ $# -lt 1 ] || [ $# -gt 2 ]; then echo "usage: $0 INPUT_DIR [WORKDIR]" >&2; exit 2; fi',
+        'if [ ! -d "$1" ]; then echo "error: $1: no such input directory" >&2; exit 2; fi',
+        'INPUT_DIR=$(CDPATH= cd -- "$1" && pwd)',
+        'mkdir -p -- "${2:-work}"',
+        'WORKDIR=$(CDPATH= cd -- "${2:-work}" && pwd)',
+        'STRUN=${STRUN:-strun}',
+        'command -v "$STRUN" >/dev/null 2>&1 || { echo "error: $STRUN not found (install jwst, or set STRUN)" >&2; exit 2; }',
+        "",
+        "# CRDS: the recipe's context, pinned (never the server's latest).",
+        f"export CRDS_CONTEXT={q(settings.context)}",
+        "export CRDS_OBSERVATORY=jwst",
+    ]
+    if recipe.input_kind == "simulate":
+        lines += [
+            ': "${CRDS_PATH:?set CRDS_PATH to the synthetic CRDS cache (python run.py simulate ... --crds-cache DIR)}"',
+            f'if [ ! -f "$CRDS_PATH/mappings/jwst/{settings.context}" ]; then',
+            f'  echo "error: $CRDS_PATH does not hold {settings.context} (python run.py simulate --out X --crds-cache DIR)" >&2; exit 2',
+            "fi",
+            "export CRDS_PATH",
+            "export CRDS_MODE=local",
+            f"export CRDS_SERVER_URL={q(OFFLINE_SERVER_URL)}",
+        ]
+    else:
+        lines += [
+            'export CRDS_PATH="${CRDS_PATH:-$HOME/crds_cache}"',
+            'export CRDS_MODE="${CRDS_MODE:-auto}"',
+            'export CRDS_SERVER_URL="${CRDS_SERVER_URL:-https://jwst-crds.stsci.edu}"',
+        ]
+    if settings.use_step_pars:
+        lines.append("unset STPIPE_DISABLE_CRDS_STEPPARS  # CRDS pars-* step parameters apply, as in the recipe")
+    else:
+        lines.append("export STPIPE_DISABLE_CRDS_STEPPARS=True  # the recipe turns pars-* step parameters off")
+    dirs = sorted({STAGE_DIRS[s] for s in plan.stages} | {e.path.split("/")[0] for e in exposures} | {"logs"})
+    lines += [
+        "",
+        'mkdir -p ' + " ".join(f'"$WORKDIR/{d}"' for d in dirs),
+        "",
+        "N=0",
+        f"TOTAL={len(tasks)}",
+        "run() {  # run TASK_ID DIRECTORY STRUN-ARGS...: run one strun in DIRECTORY, its log in logs/",
+        '  N=$((N + 1)); task=$1; dir=$2; shift 2',
+        '  log="$WORKDIR/logs/$(printf %s "$task" | tr : _).log"',
+        '  printf "[%d/%d] %s\\n" "$N" "$TOTAL" "$task"',
+        '  if ! (cd "$dir" && "$STRUN" "$@") >"$log" 2>&1; then',
+        '    tail -n 20 "$log" >&2',
+        '    echo "error: $task failed (log: $log)" >&2',
+        "    exit 1",
+        "  fi",
+        "}",
+        "",
+        "# The inputs, copied into the workdir as the appliance does.",
+    ]
+    pins = {f.path.name: f.sha256 for f in local_files if f.sha256}
+    for e in exposures:
+        name = Path(e.path).name
+        lines.append(f'[ -f "$INPUT_DIR/{name}" ] || {{ echo "error: $INPUT_DIR/{name}: missing input" >&2; exit 2; }}')
+    for e in exposures:
+        name = Path(e.path).name
+        lines.append(f'cp -- "$INPUT_DIR/{name}" "$WORKDIR/{e.path}"')
+        if name in pins:
+            lines.append(f'echo "{pins[name]}  $WORKDIR/{e.path}" | sha256sum -c --quiet - '
+                         f'|| {{ echo "error: {name}: not the file the recipe pins" >&2; exit 2; }}')
+    current_stage = None
+    for task in tasks:
+        alias = PIPELINE_ALIASES[task.kind]
+        params = f'"$HERE/{PARAMS_DIR}/{alias}.asdf"'
+        out_dir = f'"$WORKDIR/{STAGE_DIRS[task.kind]}"'
+        if task.kind != current_stage:
+            current_stage = task.kind
+            lines += ["", {
+                "detector1": "# calwebb_detector1, one exposure at a time, run where the exposure is.",
+                "image2": "# calwebb_image2 on each exposure's association, run in the association's directory\n"
+                          "# (jwst 3.0 opens level-2 members relative to the working directory).",
+                "image3": "# calwebb_image3 on each filter's association, run in the association's directory.",
+            }[task.kind]]
+        if task.kind == "detector1":
+            source = task.inputs[0]
+        else:
+            asn = f"{task.params['product_name']}_{task.kind}_asn.json"
+            source = f"{Path(task.inputs[0]).parent.as_posix()}/{asn}"
+            lines.append(f'cp -- "$HERE/{ASN_DIR}/{asn}" "$WORKDIR/{source}"')
+        where = f'"$WORKDIR/{Path(source).parent.as_posix()}"'
+        lines.append(f'run {q(task.id)} {where} {params} "$WORKDIR/{source}" --output_dir {out_dir}')
+    lines += ["", 'echo "done: products in $WORKDIR"', ""]
+    return "\n".join(lines)

@@ -1,0 +1,523 @@
+"""``run.py reproduce MANIFEST --workdir DIR``: rebuild a recorded run from its manifest alone.
+
+1. The manifest is loaded with :func:`appliance.manifest.load_manifest`: an
+   unknown ``manifest_version`` or a recipe text that does not hash to its
+   recorded sha256 (tampering) is refused with one line.
+2. The recorded environment is compared with this one (Python, every package
+   version, the container image).  A difference is refused -- or, with
+   ``--allow-env-mismatch``, printed loudly as a warning and the run goes on,
+   no longer a faithful reproduction.  With ``--docker`` the run happens in the
+   recorded image, found by its id, instead.
+3. The inputs are rebuilt from their recorded origins and checked against the
+   recorded sha256 before anything is reduced: ``simulate:{...}`` is
+   re-simulated (the simulator is deterministic), ``file:///...`` is copied
+   again, ``mast:JWST/product/<name>`` is downloaded again.  All of this
+   happens in a staging directory that is renamed to ``DIR`` only when
+   complete; a failure leaves nothing behind.
+4. The recipe text is written, byte for byte, to ``DIR/recipe/<name>.toml``.
+   Local inputs are placed where the recipe's own ``inputs.local`` entries
+   (relative to the recipe's directory) find them, so the text is never
+   rewritten; absolute entries are used in place.
+5. The recipe is run into ``DIR`` (``appliance.reduce.run``), and the new
+   manifest is compared with the recorded one: exit 0 only when every content
+   digest matches -- or, with ``--tolerance``, when every difference is within
+   tolerance (which needs the recorded products beside the recorded manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import platform
+import posixpath
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlparse
+
+from appliance.errors import UserError, WorkFailed
+
+RECIPE_DIR = "recipe"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from appliance.compare import DEFAULT_ATOL, DEFAULT_RTOL, _nonnegative
+
+    p = subparsers.add_parser(
+        "reproduce",
+        help="rebuild a recorded run from its manifest (recipe, inputs, environment) and check the products match",
+        description="Re-run the recipe embedded in a manifest on the same inputs (rebuilt from their recorded "
+                    "origins and checked against their sha256) in the same environment, then compare the new "
+                    "products with the recorded ones.",
+    )
+    p.add_argument("manifest", type=Path, help="manifest.json, or the workdir holding it")
+    p.add_argument("--workdir", type=Path, required=True, help="directory for the reproduction (new, or empty)")
+    p.add_argument("--tolerance", action="store_true",
+                   help="accept differences within tolerance (needs the recorded products beside the manifest); "
+                        "default: every content digest must match")
+    p.add_argument("--rtol", type=_nonnegative, default=DEFAULT_RTOL, help=f"with --tolerance (default {DEFAULT_RTOL:g})")
+    p.add_argument("--atol", type=_nonnegative, default=DEFAULT_ATOL, help=f"with --tolerance (default {DEFAULT_ATOL:g})")
+    p.add_argument("--ext-tol", action="append", default=[], metavar="EXT=RTOL[,ATOL]",
+                   help="with --tolerance: per-extension tolerance, as for `compare`")
+    p.add_argument("--allow-env-mismatch", action="store_true",
+                   help="run even if this environment differs from the recorded one (loud warnings; "
+                        "the result is then not a faithful reproduction)")
+    p.add_argument("--docker", action="store_true",
+                   help="run in the container image the manifest records (found by its id)")
+    p.add_argument("--no-fetch-references", action="store_true",
+                   help="do not download CRDS references for real data; the cache must already hold them")
+    p.add_argument("--report-md", type=Path, default=None, metavar="PATH", help="also write the comparison as Markdown")
+    p.add_argument("--junit", type=Path, default=None, metavar="PATH", help="also write the comparison as JUnit XML")
+    p.set_defaults(func=cmd_reproduce)
+    return p
+
+
+def cmd_reproduce(args) -> int:
+    from appliance import compare
+
+    tolerances = compare.parse_extension_tolerances(args.ext_tol, args.rtol, args.atol)
+    if (args.ext_tol or args.rtol != compare.DEFAULT_RTOL or args.atol != compare.DEFAULT_ATOL) and not args.tolerance:
+        raise UserError("--rtol/--atol/--ext-tol: only meaningful with --tolerance")
+    compare.check_report_path(args.report_md, "--report-md")
+    compare.check_report_path(args.junit, "--junit")
+    result = reproduce(args.manifest, args.workdir, tolerance=args.tolerance, tolerances=tolerances,
+                       allow_env_mismatch=args.allow_env_mismatch, docker=args.docker,
+                       fetch_references=not args.no_fetch_references)
+    print(compare.render_text(result))
+    if args.report_md:
+        compare.write_atomic(args.report_md, compare.render_markdown(result))
+    if args.junit:
+        compare.write_atomic(args.junit, compare.render_junit(result))
+    ok = not result.failed and (args.tolerance or result.all_identical)
+    if ok:
+        print("reproduced: every content digest matches" if result.all_identical
+              else "reproduced within tolerance (some content digests differ)")
+        return 0
+    print("NOT reproduced: " + ("the products differ beyond tolerance" if args.tolerance
+                                else "some content digests differ (see above; --tolerance accepts differences "
+                                     "within tolerance)"), file=sys.stderr)
+    return 1
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def say(text: str) -> None:
+    """Progress on stdout; stderr is kept for warnings and the one-line error."""
+    print(text, flush=True)
+
+
+def warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None, allow_env_mismatch: bool = False,
+              docker: bool = False, fetch_references: bool = True):
+    """Rebuild the run a manifest describes into ``workdir``; returns the :class:`~appliance.compare.Comparison`."""
+    from appliance import compare
+    from appliance.manifest import load_manifest, manifest_path
+    from appliance.recipe import parse_recipe
+
+    recorded_path = manifest_path(manifest_arg)
+    recorded = load_manifest(recorded_path)
+    workdir = Path(workdir)
+    _check_workdir(workdir, recorded_path)
+    recipe_name = PurePosixPath(str(recorded["recipe"].get("path") or "recipe.toml")).name or "recipe.toml"
+    if not recipe_name.endswith(".toml"):
+        recipe_name += ".toml"
+    # structure only (no jwst): where the recipe will live decides where local inputs go
+    draft = parse_recipe(recorded["recipe"]["text"], workdir.absolute() / RECIPE_DIR / recipe_name)
+    say(f"recipe   {recipe_name} from {recorded_path} (sha256 {recorded['recipe']['sha256'][:16]}… matches its text)")
+
+    if tolerance:
+        _check_recorded_products(recorded, recorded_path)
+    image = None
+    if docker:
+        image = _recorded_image(recorded)
+    else:
+        _check_environment(recorded, allow_env_mismatch)
+
+    layout = plan_inputs(draft, recorded)
+    if draft.input_kind == "simulate":
+        # the simulator loads stdatamodels: CRDS is configured first, as for any run
+        from appliance import crdsctx
+
+        crdsctx.configure(crdsctx.choose_settings(draft.environment.crds_context,
+                                                  use_step_pars=draft.environment.use_step_pars,
+                                                  simulated=True, workdir=workdir.absolute()))
+    parent = workdir.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=parent, prefix=f".{workdir.name}.reproduce-"))
+    try:
+        recipe_path = stage / layout.recipe_rel
+        recipe_path.parent.mkdir(parents=True, exist_ok=True)
+        recipe_path.write_bytes(recorded["recipe"]["text"].encode("utf-8"))
+        placed = restore_inputs(draft, recorded, stage, layout)
+        os.chmod(stage, 0o755)
+        if workdir.exists():
+            workdir.rmdir()  # checked empty above
+        os.replace(stage, workdir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    recipe_path = workdir.absolute() / layout.recipe_rel
+    say(f"inputs   {len(recorded.get('inputs', []))} rebuilt from their origins; every sha256 matches the manifest")
+
+    if docker:
+        new_manifest = _run_in_image(image, recipe_path, workdir)
+    else:
+        datasets = [Path(p) if os.path.isabs(p) else workdir.absolute() / p for p in placed]
+        # A run recorded with --allow-env-mismatch (its recipe names another jwst or context than the one it ran
+        # with) is reproduced with the same allowance: the environment itself was checked against the record above.
+        allow = allow_env_mismatch or bool((recorded.get("environment") or {}).get("env_mismatches"))
+        new_manifest = _run_here(recipe_path, workdir, draft, allow, fetch_references, datasets)
+    return compare.compare(recorded_path, new_manifest, tolerances=tolerances, digests_only=not tolerance)
+
+
+def _check_workdir(workdir: Path, recorded_path: Path) -> None:
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"{workdir}: --workdir: expected a directory, found a file")
+    if workdir.is_dir() and any(workdir.iterdir()):
+        raise UserError(f"{workdir}: --workdir: the directory exists and is not empty (reproduce into a new one)")
+    if workdir.absolute() == recorded_path.absolute().parent:
+        raise UserError(f"{workdir}: --workdir: that is the recorded run's own directory")
+    probe = workdir.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{workdir}: --workdir: the directory {probe} is not writable")
+
+
+def _check_recorded_products(recorded: dict, recorded_path: Path) -> None:
+    """--tolerance compares files: the recorded FITS and catalog products must be beside the manifest."""
+    from appliance.compare import _kind
+
+    root = recorded_path.parent
+    for product in recorded.get("products", []):
+        if _kind(product["path"]) and not (root / product["path"]).is_file():
+            raise UserError(f"{root / product['path']}: missing; --tolerance compares the recorded products, so "
+                            f"they must be beside {recorded_path.name} (or reproduce without --tolerance)")
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def environment_differences(recorded_env: dict, current_packages: dict | None = None,
+                            python_version: str | None = None, image_id: str | None = None) -> tuple[list[str], list[str]]:
+    """(blocking differences, warnings) between a recorded environment and this one."""
+    from appliance.manifest import installed_distributions
+
+    packages = installed_distributions() if current_packages is None else current_packages
+    python_version = python_version or platform.python_version()
+    image_id = image_id if image_id is not None else os.environ.get("APPLIANCE_IMAGE_ID")
+    blocking, warnings = [], []
+    rec_py = (recorded_env.get("python") or {}).get("version")
+    if rec_py and rec_py != python_version:
+        blocking.append(f"Python {rec_py} recorded, {python_version} here")
+    recorded_pkgs = recorded_env.get("packages") or {}
+    for name in sorted(recorded_pkgs):
+        here = packages.get(name)
+        if here is None:
+            blocking.append(f"{name} {recorded_pkgs[name]} recorded, not installed here")
+        elif here != recorded_pkgs[name]:
+            blocking.append(f"{name} {recorded_pkgs[name]} recorded, {here} here")
+    extra = sorted(set(packages) - set(recorded_pkgs))
+    if extra and recorded_pkgs:
+        warnings.append(f"installed here but not in the recorded run: {', '.join(extra[:8])}"
+                        + (f" (and {len(extra) - 8} more)" if len(extra) > 8 else ""))
+    rec_image = recorded_env.get("image") or {}
+    if rec_image.get("id") and rec_image.get("id") != image_id:
+        blocking.insert(0, f"the run was recorded in container image {rec_image['id'][:19]}, this is "
+                           + (f"image {image_id[:19]}" if image_id else "not that image")
+                           + " (use --docker to run in it)")
+    return blocking, warnings
+
+
+def _check_environment(recorded: dict, allow: bool) -> None:
+    blocking, warnings = environment_differences(recorded.get("environment") or {})
+    for line in warnings:
+        warn(f"warning  {line}")
+    if not blocking:
+        env = recorded.get("environment") or {}
+        say(f"environment matches the recorded run (jwst {env.get('jwst')}, {len(env.get('packages') or {})} "
+            f"packages, Python {(env.get('python') or {}).get('version')})")
+        return
+    if not allow:
+        more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        raise UserError(f"environment differs from the recorded run: {blocking[0]}{more}; reproduce where it was "
+                        f"recorded, or pass --allow-env-mismatch to run anyway")
+    bar = "!" * 78
+    warn(bar)
+    warn(f"WARNING: this environment differs from the recorded run in {len(blocking)} way(s); the result is NOT a "
+        f"faithful reproduction:")
+    for line in blocking:
+        warn(f"WARNING:   {line}")
+    warn(bar)
+
+
+def _recorded_image(recorded: dict):
+    """The recorded image, found by id in the local Docker engine (checked before anything is written)."""
+    from appliance import container
+
+    info = (recorded.get("environment") or {}).get("image") or {}
+    image_id = info.get("id")
+    if not image_id:
+        raise UserError("--docker: the manifest records no container image (the run happened outside the "
+                        "appliance image); reproduce without --docker")
+    client = container.connect()
+    try:
+        image = client.images.get(image_id)
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound and API errors alike
+        raise UserError(f"--docker: the recorded image {image_id[:19]} is not in the local Docker engine "
+                        f"(load it, e.g. `docker load -i IMAGE.tar`, or rebuild it from the same lock)") from None
+    if image.id != image_id:
+        raise UserError(f"--docker: the engine answered {image.id[:19]} for the recorded image {image_id[:19]}")
+    digest = info.get("digest")
+    if digest:
+        repo_digests = [d.split("@", 1)[-1] for d in (image.attrs.get("RepoDigests") or [])]
+        if repo_digests and digest not in repo_digests and digest != image.id:
+            raise UserError(f"--docker: image {image_id[:19]} does not carry the recorded digest {digest[:19]}")
+    say(f"image    {image_id[:19]} (the recorded one) found in the local Docker engine")
+    return image
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class InputLayout:
+    """Where the recipe goes inside the reproduction, and where each local input goes beside it."""
+
+    recipe_rel: str  # the recipe file, relative to the workdir
+    local_targets: dict = field(default_factory=dict)  # input name -> path relative to the workdir, or None (in place)
+
+
+def _origin_path(origin: str) -> Path:
+    parsed = urlparse(origin)
+    return Path(unquote(parsed.path))
+
+
+def _match(parts: tuple, pats: tuple) -> bool:
+    """Component-wise glob match with ``**`` for any number of components."""
+    if not pats:
+        return not parts
+    if pats[0] == "**":
+        return any(_match(parts[i:], pats[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pats[0]) and _match(parts[1:], pats[1:])
+
+
+def _tail_for(path: Path, pattern: str) -> tuple[int, tuple] | None:
+    """For a relative recipe entry: (leading ``..`` count, the tail of ``path`` the rest of it matches)."""
+    parts = PurePosixPath(posixpath.normpath(pattern)).parts
+    ups = 0
+    while ups < len(parts) and parts[ups] == "..":
+        ups += 1
+    rest = parts[ups:]
+    names = path.parts[1:]  # without the root
+    for k in range(1, len(names) + 1):
+        if _match(names[-k:], rest):
+            return ups, names[-k:]
+    return None
+
+
+def plan_inputs(recipe, recorded: dict) -> InputLayout:
+    """Decide where the recipe and each local input go, before anything is written."""
+    inputs = recorded.get("inputs", [])
+    depth = 0
+    targets: dict = {}
+    if recipe.input_kind == "local":
+        placed = {}
+        for record in inputs:
+            origin = str(record.get("origin", ""))
+            if not origin.startswith("file://"):
+                raise UserError(f"inputs: {record['name']}: origin {origin!r} is not a file:// URL, but the recipe's "
+                                f"inputs are local files")
+            source = _origin_path(origin)
+            found = None
+            for spec in recipe.local:
+                if os.path.isabs(spec.path):
+                    if _match(source.parts[1:], PurePosixPath(posixpath.normpath(spec.path)).parts[1:]):
+                        found = (None, None)
+                        break
+                else:
+                    tail = _tail_for(source, spec.path)
+                    if tail:
+                        found = tail
+                        break
+            if found is None:
+                raise UserError(f"inputs: {record['name']}: its origin {origin} matches no entry of the recipe's "
+                                f"inputs.local, so the recipe could not find it again")
+            placed[record["name"]] = found
+            if found[0]:
+                depth = max(depth, found[0])
+        # a recipe whose entries climb out of its directory (../data/x) sits that many levels deeper
+        recipe_dir = PurePosixPath(RECIPE_DIR, *[f"d{i + 1}" for i in range(depth)])
+        for name, (ups, tail) in placed.items():
+            if tail is None:
+                targets[name] = None  # an absolute entry: used in place
+            else:
+                base = recipe_dir
+                for _ in range(ups):
+                    base = base.parent
+                targets[name] = (base / PurePosixPath(*tail)).as_posix()
+    else:
+        recipe_dir = PurePosixPath(RECIPE_DIR)
+    _check_overrides(recipe)
+    return InputLayout((recipe_dir / recipe.path.name).as_posix(), targets)
+
+
+def _check_overrides(recipe) -> None:
+    """Override reference files are not in the manifest: a recipe that names one cannot be rebuilt from it alone."""
+    for stage, config in recipe.stages.items():
+        for step, params in config.steps.items():
+            for key, value in params.items():
+                if key.startswith("override_") and isinstance(value, str) and value.strip().upper() != "N/A":
+                    if os.path.isabs(value) and Path(value).is_file():
+                        warn(f"warning  {stage}.steps.{step}.{key}: {value} is used in place; the manifest records "
+                            f"no checksum for override files")
+                        continue
+                    raise UserError(f"{stage}.steps.{step}.{key}: the recipe overrides a reference file ({value}) "
+                                    f"that the manifest does not carry; it cannot be reproduced from the manifest alone")
+
+
+def _sha256(path: Path) -> str:
+    from appliance.manifest import file_sha256
+
+    return file_sha256(path)
+
+
+def restore_inputs(recipe, recorded: dict, stage: Path, layout: InputLayout) -> list[str]:
+    """Rebuild every recorded input from its origin into ``stage`` and check its sha256.
+
+    Returns where each input now is: a path relative to ``stage``, or an
+    absolute path for a local input that is used in place.
+    """
+    inputs = recorded.get("inputs", [])
+    kind = recipe.input_kind
+    if kind == "simulate":
+        _restore_simulated(recipe, inputs, stage)
+        return [r["name"] for r in inputs]
+    if kind == "local":
+        where = []
+        for record in inputs:
+            source = _origin_path(record["origin"])
+            if not source.is_file():
+                raise UserError(f"inputs: {record['name']}: cannot reach origin {record['origin']}: no such file")
+            if _sha256(source) != record["sha256"]:
+                raise WorkFailed(f"inputs: {record['name']}: {record['origin']} is no longer the recorded file "
+                                 f"(sha256 differs from the manifest's {record['sha256'][:16]}…)")
+            target = layout.local_targets.get(record["name"])
+            if target is None:
+                where.append(str(source))
+            else:
+                dest = stage / target
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, dest)
+                where.append(target)
+        return where
+    _restore_mast(recipe, inputs, stage)
+    return [r["name"] for r in inputs]
+
+
+def _restore_simulated(recipe, inputs: list[dict], stage: Path) -> None:
+    from appliance.simulate import simulate_observation
+    from appliance.sources.simulate import origin, sim_params
+
+    expected = origin(recipe)
+    for record in inputs:
+        if record.get("origin") != expected:
+            raise UserError(f"inputs: {record['name']}: origin {record.get('origin')!r} is not what the recipe's "
+                            f"[inputs.simulate] gives ({expected}); the manifest is inconsistent")
+    try:
+        observation = simulate_observation(stage / "uncal", sim_params(recipe))
+    except UserError:
+        raise
+    made = {p.relative_to(stage).as_posix(): p for p in [*observation.uncal_files, observation.truth]}
+    for record in inputs:
+        path = made.get(record["name"])
+        if path is None:
+            raise WorkFailed(f"inputs: {record['name']}: the simulator no longer writes it (origin {record['origin']})")
+        actual = _sha256(path)
+        if actual != record["sha256"]:
+            raise WorkFailed(f"inputs: {record['name']}: re-simulated with sha256 {actual[:16]}…, the manifest records "
+                             f"{record['sha256'][:16]}… (the simulator or its dependencies changed)")
+    extra = sorted(set(made) - {r["name"] for r in inputs})
+    if extra:
+        raise WorkFailed(f"inputs: the simulator now also writes {extra[0]}, which the manifest does not record")
+
+
+def _restore_mast(recipe, inputs: list[dict], stage: Path) -> None:
+    from appliance.fetch import update_fetch_record
+    from appliance.sources.mast import MastClient, Product, query_dict
+
+    client = MastClient()
+    records = []
+    for record in inputs:
+        origin = str(record.get("origin", ""))
+        if not origin.startswith("mast:"):
+            raise UserError(f"inputs: {record['name']}: origin {origin!r} is not a mast: URI, but the recipe's "
+                            f"inputs come from MAST")
+        product = Product(PurePosixPath(record["name"]).name, origin, record.get("size"))
+        try:
+            fetched = client.download(product, stage, record["name"])
+        except (UserError, WorkFailed) as exc:
+            raise WorkFailed(f"inputs: {record['name']}: cannot reach origin {origin}: {exc}") from None
+        if fetched.sha256 != record["sha256"]:
+            raise WorkFailed(f"inputs: {record['name']}: MAST now serves sha256 {fetched.sha256[:16]}…, the manifest "
+                             f"records {record['sha256'][:16]}… (the archive reprocessed it)")
+        records.append({**fetched.record(), "origin": origin})
+    # `run` reuses the files of a complete fetch record for the same query, without asking MAST again
+    update_fetch_record(stage, query=query_dict(recipe.mast), complete=True, mast_base_url=client.base_url,
+                        files=records)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _run_here(recipe_path: Path, workdir: Path, draft, allow_env_mismatch: bool, fetch_references: bool,
+              datasets: list[Path]) -> Path:
+    from appliance import reduce
+
+    if draft.input_kind != "simulate" and fetch_references:
+        _prefetch_references(recipe_path, workdir, allow_env_mismatch, datasets)
+    say(f"run      {recipe_path} → {workdir}")
+    return reduce.run(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
+
+
+def _prefetch_references(recipe_path: Path, workdir: Path, allow_env_mismatch: bool, datasets: list[Path]) -> None:
+    """Real data: make the CRDS cache hold the references the recorded inputs select, as `run.py fetch` does.
+
+    The inputs are the recorded ones, already in place: MAST is not asked again
+    (a new query could list files the recorded run never saw).
+    """
+    from appliance import crdsctx, reduce
+    from appliance.fetch import _reftypes
+
+    user_env = dict(os.environ)  # before prepare() points CRDS at the offline address
+    prepared = reduce.prepare(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
+    settings = prepared.settings
+    if not crdsctx.needs_prefetch(settings.context, user_env):
+        return
+    reftypes = _reftypes(prepared.recipe, settings.use_step_pars, None)
+    report = crdsctx.prefetch_references(crdsctx.settings_for_fetch(settings, user_env),
+                                         [p for p in datasets if p.name.endswith(".fits")],
+                                         reftypes=reftypes["types"])
+    crdsctx.configure(settings)  # back to the run's own (offline) settings
+    say(f"crds     {settings.context}: references {report}")
+
+
+def _run_in_image(image, recipe_path: Path, workdir: Path) -> Path:
+    from appliance import container
+
+    args = argparse.Namespace(recipe=recipe_path, workdir=workdir, image=image.id, network="auto", user=None,
+                              env=[], allow_env_mismatch=True, run_args=[])
+    # The image is the recorded one by id: its labels may name another lock than this checkout's, which is
+    # the point of reproducing in it, so the launcher's lock check only warns.
+    code = container.cmd_run(args)
+    manifest = workdir / "manifest.json"
+    if code != 0 or not manifest.is_file():
+        raise WorkFailed(f"the reproduction in image {image.id[:19]} failed (exit status {code})")
+    return manifest
