@@ -136,7 +136,7 @@ def _reftypes(recipe, use_step_pars: bool, previous: dict | None) -> dict:
 
 
 def _file_record(f, workdir: Path) -> dict:
-    from appliance.sources.mast import file_sha256
+    from appliance.manifest import file_sha256
 
     return {"name": f.path.relative_to(workdir).as_posix(), "size": f.path.stat().st_size,
             "sha256": file_sha256(f.path), "origin": f.origin, "fetched_at": f.fetched_at}

@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from appliance.errors import UserError
+from appliance.manifest import file_sha256
 from appliance.postprocess import OPERATIONS, check_parameter
 
 SCHEMA_VERSION = 1
@@ -350,15 +351,6 @@ def step_parameters(recipe: Recipe, stage: str) -> dict[str, dict[str, Any]]:
                 value = str(ref) if ref is not None else value
             out[step][param] = json.loads(json.dumps(value))
     return out
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks so large exposures do not fill memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------- structure (pure)

@@ -44,6 +44,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from appliance.errors import UserError, WorkFailed
+from appliance.manifest import file_sha256
 from appliance.sources import InputFile
 
 DEFAULT_BASE_URL = "https://mast.stsci.edu"
@@ -165,16 +166,6 @@ def reuse(workdir: Path, entry: dict) -> Fetched | None:
     if file_sha256(path) != entry["sha256"]:
         return None
     return Fetched(path, entry["name"], entry["size"], entry["sha256"], entry["origin"], entry["fetched_at"], False)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 def _now() -> str:
