@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 PLAIN = textwrap.dedent(
     """
+    import os
     import sys
     from pathlib import Path
     from jwst.pipeline import Detector1Pipeline, Image2Pipeline, Image3Pipeline
@@ -34,12 +35,13 @@ PLAIN = textwrap.dedent(
     from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
     from astropy.io import fits
 
-    src, out = Path(sys.argv[1]), Path(sys.argv[2])
+    src, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     for d in ("stage1", "stage2", "stage3"):
         (out / d).mkdir(parents=True)
     for f in sorted(src.glob("*_uncal.fits")):
         Detector1Pipeline.call(str(f), output_dir=str(out / "stage1"), save_results=True)
     by_filter = {}
+    os.chdir(out / "stage1")  # as in the notebook: associations are opened from their directory
     for rate in sorted((out / "stage1").glob("*_rate.fits")):
         name = rate.name.removesuffix("_rate.fits")
         asn = asn_from_list.asn_from_list([rate.name], rule=DMSLevel2bBase, product_name=name)
@@ -47,6 +49,7 @@ PLAIN = textwrap.dedent(
         path.write_text(asn.dump(format="json")[1])
         Image2Pipeline.call(str(path), output_dir=str(out / "stage2"), save_results=True)
         by_filter.setdefault(fits.getval(rate, "FILTER"), []).append(f"{name}_cal.fits")
+    os.chdir(out / "stage2")
     for filt, members in sorted(by_filter.items()):
         asn = asn_from_list.asn_from_list(members, rule=DMS_Level3_Base, product_name=f"bench_{filt.lower()}")
         path = out / "stage2" / f"bench_{filt.lower()}_asn.json"
