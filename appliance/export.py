@@ -146,11 +146,9 @@ def _check_out(out: Path, force: bool) -> None:
             raise UserError(f"{out}: --out: the directory exists and is not empty (pass --force to replace it)")
         if not (out / SCRIPT_NAME).is_file():
             raise UserError(f"{out}: --out: not an earlier export (no {SCRIPT_NAME}); refusing to replace it")
-    probe = out.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{out}: --out: the directory {probe} is not writable")
+    from appliance.reduce import require_writable
+
+    require_writable(out, "--out")
 
 
 def resolve_exposures(recipe, inputs_dir: Path | None):

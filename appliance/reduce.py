@@ -72,11 +72,16 @@ def check_workdir(workdir: Path) -> None:
     """The workdir must be a directory we can write, or creatable."""
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"{workdir}: --workdir: expected a directory, found a file")
-    probe = workdir
+    require_writable(workdir, "--workdir")
+
+
+def require_writable(path: Path, flag: str) -> None:
+    """``path`` can be created or written: its nearest existing ancestor is a writable directory."""
+    probe = path.absolute()
     while not probe.exists():
         probe = probe.parent
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{workdir}: --workdir: the directory {probe} is not writable")
+        raise UserError(f"{path}: {flag}: the directory {probe} is not writable")
 
 
 def planned_exposures(recipe: Recipe) -> list[Exposure] | None:

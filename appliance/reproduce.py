@@ -184,11 +184,9 @@ def _check_workdir(workdir: Path, recorded_path: Path) -> None:
         raise UserError(f"{workdir}: --workdir: the directory exists and is not empty (reproduce into a new one)")
     if workdir.absolute() == recorded_path.absolute().parent:
         raise UserError(f"{workdir}: --workdir: that is the recorded run's own directory")
-    probe = workdir.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{workdir}: --workdir: the directory {probe} is not writable")
+    from appliance.reduce import require_writable
+
+    require_writable(workdir, "--workdir")
 
 
 def _check_recorded_products(recorded: dict, recorded_path: Path) -> None:
