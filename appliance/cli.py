@@ -7,6 +7,7 @@ wrong.  Errors print one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.errors import UserError, WorkFailed
+from appliance.safety import printable
 
 # Modules that add their own sub-command with ``add_parser(subparsers)``; each keeps
 # its imports light so building the parser stays fast.
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate a recipe and print its plan without running it")
     p.add_argument("recipe", type=Path)
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="where the run would go (its free disk is checked; default work/<recipe name>)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_check)
 
@@ -104,33 +108,38 @@ def cmd_fetch(args) -> int:
 def cmd_check(args) -> int:
     from appliance import reduce
 
-    prepared, plan = reduce.check(recipe_path(args.recipe))
+    prepared, plan, cost = reduce.check(recipe_path(args.recipe), default_workdir(args))
     recipe = prepared.recipe
     if args.json:
         print(json.dumps({"recipe": recipe.name, "crds": prepared.settings.as_dict(),
-                          "plan": plan.as_dict() if plan else None}, indent=2, default=str))
+                          "plan": plan.as_dict() if plan else None,
+                          "estimate": None if cost is None else {"memory_bytes": round(cost.memory),
+                                                                 "memory_task": cost.memory_task,
+                                                                 "disk_bytes": round(cost.disk)}},
+                         indent=2, default=str))
         return 0
-    print(f"recipe   {recipe.name}  ({recipe.path})")
-    print(f"jwst     {recipe.environment.jwst}   CRDS context {recipe.environment.crds_context}"
+    _say(f"recipe   {recipe.name}  ({recipe.path})")
+    _say(f"jwst     {recipe.environment.jwst}   CRDS context {recipe.environment.crds_context}"
           f"   step-parameter references {'on' if recipe.environment.use_step_pars else 'off'}")
     for mismatch in prepared.mismatches:
-        print(f"warning  environment differs: {mismatch}")
-    print(f"inputs   {recipe.input_kind}")
+        _say(f"warning  environment differs: {mismatch}")
+    _say(f"inputs   {recipe.input_kind}")
     if plan is None:
-        print("plan     exposures are resolved by the MAST query at fetch time; stages: "
+        _say("plan     exposures are resolved by the MAST query at fetch time; stages: "
               + ", ".join(s for s in ("detector1", "image2", "image3") if not recipe.stages[s].skip))
         _print_steps(recipe, [s for s in ("detector1", "image2", "image3") if not recipe.stages[s].skip])
         return 0
-    print(f"stages   {' → '.join(plan.stages)}")
-    print(f"exposures ({len(plan.exposures)}):")
+    _say(f"stages   {' → '.join(plan.stages)}")
+    _say(f"exposures ({len(plan.exposures)}):")
     for e in plan.exposures:
-        print(f"  {e.filter:<7} {e.name}_{e.kind}.fits")
+        _say(f"  {e.filter:<7} {e.name}_{e.kind}.fits")
     _print_steps(recipe, plan.stages)
-    print(f"tasks ({len(plan.tasks)}):")
+    _say(f"estimate {cost.describe()}")
+    _say(f"tasks ({len(plan.tasks)}):")
     for t in plan.tasks:
-        print(f"  {t.id:<48} {' '.join(t.inputs)[:60]} → {' '.join(t.outputs)}")
+        _say(f"  {t.id:<48} {' '.join(t.inputs)[:60]} → {' '.join(t.outputs)}")
     for op in recipe.postprocess:
-        print(f"postprocess  {op.op} {dict(op.params)}")
+        _say(f"postprocess  {op.op} {dict(op.params)}")
     return 0
 
 
@@ -138,7 +147,12 @@ def _print_steps(recipe, stages) -> None:
     for stage in stages:
         steps = recipe.stages[stage].steps
         overrides = ", ".join(f"{s}.{k}={v!r}" for s, p in steps.items() for k, v in p.items()) or "jwst defaults"
-        print(f"  {stage:<9} {overrides}")
+        _say(f"  {stage:<9} {overrides}")
+
+
+def _say(text: str) -> None:
+    """Print a line that quotes the recipe: its control characters escaped."""
+    print(printable(text))
 
 
 def cmd_verify(args) -> int:
@@ -162,6 +176,17 @@ def cmd_simulate(args) -> int:
     given = {"seed": args.seed, "filters": tuple(args.filters) if args.filters else None,
              "dithers": args.dithers, "subarray": args.subarray}
     params = replace(SimParams(), **{k: v for k, v in given.items() if v is not None})
+    for flag, path in (("--out", args.out), ("--crds-cache", args.crds_cache)):
+        if path is not None and path.exists() and not path.is_dir():
+            raise UserError(f"{printable(path)}: {flag}: expected a directory, found a file")
+    from appliance.resources import refuse_beyond, simulation
+    from appliance.simulate import validate
+    from appliance.simulate.detector import SUBARRAYS
+
+    validate(params)
+    window = SUBARRAYS[params.subarray]
+    refuse_beyond(simulation(params.ngroups, params.nints, window.xsize * window.ysize,
+                             len(params.filters) * params.dithers), args.out, "simulate")
     observation = simulate_observation(args.out, params)
     print(f"{len(observation.uncal_files)} uncal files and {observation.truth.name} in {args.out}")
     if args.crds_cache:
@@ -174,12 +199,53 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith(".toml"):
         argv.insert(0, "run")  # `run.py RECIPE.toml` is short for `run.py run RECIPE.toml`
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (UserError, WorkFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return fail("interrupted", 130)
+    except BrokenPipeError:  # `run.py check R | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # the machine, not the request: a full disk, a vanished directory
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fail(f"{where}{exc.strerror or exc}" + (" (the disk is full)" if exc.errno == errno.ENOSPC else ""), 1)
+    except Exception:  # noqa: BLE001 - a bug: one line here, the traceback in a log
+        return fail(f"internal error ({_one_line(sys.exc_info()[1])}); the traceback is in {write_traceback(args)}", 1)
+
+
+def fail(message: str, code: int) -> int:
+    """One line on stderr, control characters escaped (the message may quote a recipe or a manifest)."""
+    print(f"error: {printable(message)}", file=sys.stderr)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def write_traceback(args) -> str:
+    """Write the current exception's traceback to the workdir's logs (else the temporary directory)."""
+    import tempfile
+    import traceback
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    workdir = getattr(args, "workdir", None)
+    logs = Path(workdir) / "logs" if workdir is not None and Path(workdir).is_dir() else None
+    try:
+        if logs is not None:
+            logs.mkdir(exist_ok=True)
+            path = logs / f"internal-error-{stamp}-{os.getpid()}.log"
+            path.write_text(traceback.format_exc(), encoding="utf-8")
+            return str(path)
+    except OSError:
+        pass
+    fd, name = tempfile.mkstemp(prefix=f"jwst-appliance-error-{stamp}-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(traceback.format_exc())
+    return name

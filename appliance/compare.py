@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from appliance.errors import UserError
+from appliance.safety import inside, printable
 
 #: jwst's regression-test tolerances (``rtol``, ``atol``).
 DEFAULT_RTOL = 1e-5
@@ -144,6 +145,7 @@ class Comparison:
     digests_only: bool
     products: list[ProductResult]
     changes: list[Change]
+    notes: list[str] = field(default_factory=list)  # what was compared: manifests alone, or verified files too
 
     def count(self, status: str) -> int:
         return sum(1 for p in self.products if p.status == status)
@@ -278,7 +280,11 @@ def compare(baseline, new, *, tolerances: Tolerances | None = None, digests_only
 
     to_open = [(role, b, n) for role, b, n in pairs
                if b is not None and n is not None and not (same_format and b["content_digest"] == n["content_digest"])]
-    if not digests_only:
+    if digests_only:
+        notes = ["digests only: only the manifests were compared; no product file was read"]
+    else:
+        notes = [note for note in (_verify_side(base_path, base_m, "baseline"), _verify_side(new_path, new_m, "new"))
+                 if note]
         for _, b, n in to_open:
             if _kind(b["path"]) or _kind(n["path"]):
                 _check_file(base_path.parent, b, "baseline", base_path)
@@ -298,7 +304,24 @@ def compare(baseline, new, *, tolerances: Tolerances | None = None, digests_only
             results.append(_compare_files(role, label, b, n, base_path.parent, new_path.parent, tolerances,
                                           digests_only, same_format))
     changes = context_changes(base_m, new_m, pairs)
-    return Comparison(base_path, new_path, base_m, new_m, tolerances, digests_only, results, changes)
+    return Comparison(base_path, new_path, base_m, new_m, tolerances, digests_only, results, changes, notes)
+
+
+def _verify_side(path: Path, manifest: dict, side: str) -> str | None:
+    """Where a run's product files are beside its manifest, each must still be the file it records.
+
+    Equal content digests prove nothing about files changed after the run, so
+    every product present is re-hashed (a changed, missing or out-linked one is
+    a one-line UserError).  A manifest kept alone is compared as it is, and the
+    returned note says so.
+    """
+    root = path.parent
+    products = manifest.get("products", [])
+    if products and not any((root / p["path"]).exists() for p in products):
+        return f"{side}: no product file is beside {printable(path)}; only its manifest was compared"
+    for product in products:
+        _check_file(root, product, side, path)
+    return None
 
 
 def _labelled(func, path: Path, side: str):
@@ -326,17 +349,17 @@ def _check_file(root: Path, record: dict, side: str, manifest: Path) -> None:
     from appliance.manifest import file_sha256
 
     rel = record["path"]
-    p = PurePosixPath(rel)
-    if p.is_absolute() or ".." in p.parts:
-        raise UserError(f"{side}: {manifest}: products: unsafe path {rel}")
     target = root / rel
+    shown = printable(target)
     if not target.is_file():
-        raise UserError(f"{side}: {root / rel}: missing, but the manifest lists it and its content differs from "
-                        f"the other run's (keep the products beside the manifest, or pass --digests-only)")
+        raise UserError(f"{side}: {shown}: missing, but the manifest lists it (keep the products beside the "
+                        f"manifest, or pass --digests-only to compare the manifests alone)")
+    if not inside(target, root):
+        raise UserError(f"{side}: {shown}: a symbolic link out of the run's directory; not compared")
     size = record.get("size")
     if (size is not None and target.stat().st_size != size) or file_sha256(target) != record["sha256"].lower():
-        raise UserError(f"{side}: {root / rel}: does not match the sha256 its manifest records "
-                        f"(changed after the run; `run.py verify {manifest}` lists every such file)")
+        raise UserError(f"{side}: {shown}: does not match the sha256 its manifest records "
+                        f"(changed after the run; `run.py verify {printable(manifest)}` lists every such file)")
 
 
 # --------------------------------------------------------------------------- roles
@@ -824,6 +847,7 @@ def render_text(result: Comparison, limit: int = 8) -> str:
              f"new      {_describe_run(result.new, result.new_path)}",
              f"tolerances {result.tolerances.describe()}; ignored: HDU {', '.join(IGNORE_HDUS)}, "
              f"keywords {', '.join(ignore_keywords())}" + ("; digests only" if result.digests_only else ""),
+             *(f"note     {note}" for note in result.notes),
              ""]
     tag = {DIFFERENT: "DIFFERENT", DISAPPEARED: "MISSING", APPEARED: "NEW", WITHIN: "WITHIN"}
     listed = [p for status in (DIFFERENT, DISAPPEARED, APPEARED, WITHIN) for p in result.products if p.status == status]
@@ -850,7 +874,7 @@ def render_text(result: Comparison, limit: int = 8) -> str:
         lines += ["", "no changes around the products (same recipe, parameters, packages, CRDS context and references)"]
     lines += ["", f"products: {len(result.products)} — {result.counts_line()}",
               f"result: {result.verdict.upper()}"]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # names from manifests cannot break or colour a line
 
 
 def _md_escape(text: str) -> str:
@@ -865,6 +889,7 @@ def render_markdown(result: Comparison) -> str:
            f"- new: `{_describe_run(result.new, result.new_path)}`",
            f"- tolerances: {result.tolerances.describe()}; ignored: HDU `ASDF`, keywords "
            f"{', '.join(f'`{k}`' for k in ignore_keywords())}" + (" (digests only)" if result.digests_only else ""),
+           *(f"- note: {_md_escape(note)}" for note in result.notes),
            "", "| result | products |", "|---|---:|"]
     for status in (IDENTICAL, WITHIN, DIFFERENT, DISAPPEARED, APPEARED):
         out.append(f"| {status} | {result.count(status)} |")
@@ -901,7 +926,7 @@ def render_markdown(result: Comparison) -> str:
                                     "baseline recipe", "new recipe", lineterm="")
         out += ["", "<details><summary>recipe diff</summary>", "", "```diff", *list(diff)[:200], "```", "",
                 "</details>"]
-    return "\n".join(out) + "\n"
+    return "\n".join(printable(line) for line in out) + "\n"
 
 
 def render_junit(result: Comparison) -> str:
@@ -929,7 +954,8 @@ def render_junit(result: Comparison) -> str:
     out = ET.SubElement(env, "system-out")
     out.text = "\n".join(f"{c.section}: {c.text}" for c in result.changes) or "no changes"
     ET.indent(suite)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    text = ET.tostring(suite, encoding="unicode")  # control characters are not allowed in XML 1.0
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + "\n".join(printable(line) for line in text.splitlines()) + "\n"
 
 
 def write_atomic(path: Path, text: str) -> None:

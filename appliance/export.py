@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 from appliance.errors import UserError
+from appliance.safety import printable
 
 SCRIPT_NAME = "reduce.sh"
 PARAMS_DIR = "params"
@@ -276,8 +277,9 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
     exposures = list(plan.exposures)
     lines = [
         "#!/bin/sh",
-        f"# {SCRIPT_NAME}: the reduction of recipe {recipe.name!r} with plain jwst (strun), no appliance needed.",
-        f"# Exported by jwst-reduction-appliance {__version__} from {recipe.path}",
+        f"# {SCRIPT_NAME}: the reduction of recipe {printable(repr(recipe.name))} with plain jwst (strun), "
+        "no appliance needed.",
+        f"# Exported by jwst-reduction-appliance {__version__} from {printable(recipe.path)}",
         f"#   recipe sha256 {recipe.sha256}",
         f"#   for jwst {recipe.environment.jwst} (parameter files written with jwst {version('jwst')}), "
         f"CRDS context {recipe.environment.crds_context}",
@@ -292,9 +294,9 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
     ]
     if recipe.input_kind == "simulate":
         lines += ["#", "# The simulated inputs and the synthetic CRDS cache come from the appliance's simulator:",
-                  f"#   {_simulate_command(recipe)}"]
+                  f"#   {printable(_simulate_command(recipe))}"]
     if skipped:
-        lines += ["#", "# Not exported (the appliance's own post-processing, not jwst): " + _grouped(skipped)]
+        lines += ["#", "# Not exported (the appliance's own post-processing, not jwst): " + printable(_grouped(skipped))]
     lines += [
         "",
         "set -eu",
@@ -334,7 +336,7 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
     dirs = sorted({STAGE_DIRS[s] for s in plan.stages} | {e.path.split("/")[0] for e in exposures} | {"logs"})
     lines += [
         "",
-        'mkdir -p ' + " ".join(f'"$WORKDIR/{d}"' for d in dirs),
+        'mkdir -p ' + " ".join(f'"$WORKDIR"/{q(d)}' for d in dirs),
         "",
         "N=0",
         f"TOTAL={len(tasks)}",
@@ -353,19 +355,19 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
     ]
     pins = {f.path.name: f.sha256 for f in local_files if f.sha256}
     for e in exposures:
-        name = Path(e.path).name
-        lines.append(f'[ -f "$INPUT_DIR/{name}" ] || {{ echo "error: $INPUT_DIR/{name}: missing input" >&2; exit 2; }}')
+        name = q(Path(e.path).name)
+        lines.append(f'[ -f "$INPUT_DIR"/{name} ] || {{ printf "error: %s/%s: missing input\\n" "$INPUT_DIR" {name} >&2; exit 2; }}')
     for e in exposures:
         name = Path(e.path).name
-        lines.append(f'cp -- "$INPUT_DIR/{name}" "$WORKDIR/{e.path}"')
+        lines.append(f'cp -- "$INPUT_DIR"/{q(name)} "$WORKDIR"/{q(e.path)}')
         if name in pins:
-            lines.append(f'echo "{pins[name]}  $WORKDIR/{e.path}" | sha256sum -c --quiet - '
-                         f'|| {{ echo "error: {name}: not the file the recipe pins" >&2; exit 2; }}')
+            lines.append(f'printf "%s  %s\\n" {q(pins[name])} "$WORKDIR"/{q(e.path)} | sha256sum -c --quiet - '
+                         f'|| {{ printf "error: %s: not the file the recipe pins\\n" {q(name)} >&2; exit 2; }}')
     current_stage = None
     for task in tasks:
         alias = PIPELINE_ALIASES[task.kind]
-        params = f'"$HERE/{PARAMS_DIR}/{alias}.asdf"'
-        out_dir = f'"$WORKDIR/{STAGE_DIRS[task.kind]}"'
+        params = f'"$HERE"/{q(f"{PARAMS_DIR}/{alias}.asdf")}'
+        out_dir = f'"$WORKDIR"/{q(STAGE_DIRS[task.kind])}'
         if task.kind != current_stage:
             current_stage = task.kind
             lines += ["", {
@@ -379,8 +381,8 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
         else:
             asn = f"{task.params['product_name']}_{task.kind}_asn.json"
             source = f"{Path(task.inputs[0]).parent.as_posix()}/{asn}"
-            lines.append(f'cp -- "$HERE/{ASN_DIR}/{asn}" "$WORKDIR/{source}"')
-        where = f'"$WORKDIR/{Path(source).parent.as_posix()}"'
-        lines.append(f'run {q(task.id)} {where} {params} "$WORKDIR/{source}" --output_dir {out_dir}')
+            lines.append(f'cp -- "$HERE"/{q(f"{ASN_DIR}/{asn}")} "$WORKDIR"/{q(source)}')
+        where = f'"$WORKDIR"/{q(Path(source).parent.as_posix())}'
+        lines.append(f'run {q(task.id)} {where} {params} "$WORKDIR"/{q(source)} --output_dir {out_dir}')
     lines += ["", 'echo "done: products in $WORKDIR"', ""]
     return "\n".join(lines)

@@ -146,12 +146,29 @@ def _file_record(f, workdir: Path) -> dict:
 
 
 def load_fetch_record(workdir: Path) -> dict | None:
-    """The fetch record of ``workdir``, or None when there is none (or it is unreadable)."""
-    try:
-        data = json.loads((Path(workdir) / FETCH_RECORD).read_text())
-    except (OSError, ValueError):
+    """The fetch record of ``workdir``, or None when there is none (or it is unreadable or malformed).
+
+    The files it lists are only reused when each entry names a plain path
+    inside the workdir with a size and a sha256 (a record is no more trusted
+    than a manifest).
+    """
+    from appliance.errors import UserError
+    from appliance.safety import MANIFEST_SIZE_LIMIT, SHA256, read_regular_file, safe_relative
+
+    path = Path(workdir) / FETCH_RECORD
+    if not path.exists():
         return None
-    return data if isinstance(data, dict) and data.get("record") == "appliance-fetch" else None
+    try:
+        data = json.loads(read_regular_file(path, "fetch record", MANIFEST_SIZE_LIMIT).decode("utf-8"))
+    except (UserError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("record") != "appliance-fetch":
+        return None
+    files = data.get("files", [])
+    ok = isinstance(files, list) and all(
+        isinstance(f, dict) and safe_relative(f.get("name")) and isinstance(f.get("size"), int)
+        and isinstance(f.get("sha256"), str) and SHA256.fullmatch(f["sha256"]) for f in files)
+    return data if ok else None
 
 
 def update_fetch_record(workdir: Path, **fields) -> dict:

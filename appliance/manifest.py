@@ -15,11 +15,13 @@ import hashlib
 import json
 import os
 import platform
+import re
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from appliance.errors import UserError
+from appliance.safety import MANIFEST_SIZE_LIMIT, SHA256, inside, printable, read_regular_file, safe_relative
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -28,6 +30,9 @@ TOOL_NAME = "jwst-reduction-appliance"
 
 #: Distributions whose versions are repeated at the top of ``environment``.
 KEY_DISTRIBUTIONS = ("jwst", "crds", "stpipe", "stdatamodels")
+
+#: A container image id as Docker gives it.
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 
 #: Primary-header keyword values that mean "no reference file was used".
 _NO_REFERENCE = {"N/A", ""}
@@ -124,8 +129,6 @@ def input_record(path: Path, root: Path, origin: str, fetched_at: str | None = N
 
 def _normalise(name: str) -> str:
     """PEP 503 name: lower case, runs of ``-_.`` as one ``-``."""
-    import re
-
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -295,7 +298,11 @@ def write_manifest(workdir: Path, manifest: dict) -> Path:
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default) + "\n"
     _atomic_write(workdir / SUMS_NAME, sha256sums_text(manifest).encode("utf-8"))
     target = workdir / MANIFEST_NAME
-    _atomic_write(target, text.encode("utf-8"))
+    try:
+        _atomic_write(target, text.encode("utf-8"))
+    except BaseException:  # sums without their manifest would describe a run that did not complete
+        (workdir / SUMS_NAME).unlink(missing_ok=True)
+        raise
     return target
 
 
@@ -306,76 +313,154 @@ def manifest_path(path_or_dir: str | os.PathLike) -> Path:
 
 
 def load_manifest(path_or_dir: str | os.PathLike) -> dict:
-    """Read and check a manifest; every problem is a one-line :class:`UserError`."""
+    """Read and check a manifest; every problem is a one-line :class:`UserError`.
+
+    A manifest is untrusted input (it may come back from anyone's disk), so it
+    is read only as a regular file of bounded size, and every field the
+    appliance uses is checked for its type -- every path for staying inside
+    the manifest's directory -- before anything acts on it.
+    """
     path = manifest_path(path_or_dir)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such manifest") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from None
+    where = printable(path)
+    raw = read_regular_file(path, "manifest", MANIFEST_SIZE_LIMIT)
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not a manifest: not UTF-8 text (byte {exc.start})") from None
+        raise UserError(f"{where}: not a manifest: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not a manifest: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise UserError(f"{where}: not a manifest: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise UserError(f"{where}: not a manifest: JSON nested too deeply") from None
     if not isinstance(manifest, dict):
-        raise UserError(f"{path}: not a manifest: expected a JSON object, found {type(manifest).__name__}")
+        raise UserError(f"{where}: not a manifest: expected a JSON object, found {type(manifest).__name__}")
     version = manifest.get("manifest_version")
     if version != MANIFEST_VERSION:
-        found = "nothing" if version is None else repr(version)
-        raise UserError(f"{path}: manifest_version: expected {MANIFEST_VERSION}, found {found} (unsupported manifest)")
+        found = "nothing" if version is None else printable(repr(version))[:40]
+        raise UserError(f"{where}: manifest_version: expected {MANIFEST_VERSION}, found {found} (unsupported manifest)")
     recipe = manifest.get("recipe")
     if not isinstance(recipe, dict) or not isinstance(recipe.get("text"), str) or not isinstance(recipe.get("sha256"), str):
-        raise UserError(f"{path}: recipe: expected an object with the recipe's text and sha256")
+        raise UserError(f"{where}: recipe: expected an object with the recipe's text and sha256")
     if hashlib.sha256(recipe["text"].encode("utf-8")).hexdigest() != recipe["sha256"].lower():
-        raise UserError(f"{path}: recipe.sha256: does not match the sha256 of recipe.text (tampered manifest)")
-    for key, field in (("inputs", "name"), ("products", "path")):
-        items = manifest.get(key, [])
-        if not isinstance(items, list) or not all(
-            isinstance(i, dict) and isinstance(i.get(field), str) and isinstance(i.get("sha256"), str) for i in items
-        ):
-            raise UserError(f"{path}: {key}: expected a list of objects with {field} and sha256")
+        raise UserError(f"{where}: recipe.sha256: does not match the sha256 of recipe.text (tampered manifest)")
+    problem = _structure_problem(manifest)
+    if problem:
+        raise UserError(f"{where}: {problem}")
     return manifest
 
 
-def _unsafe(rel: str) -> bool:
-    p = PurePosixPath(rel)
-    return p.is_absolute() or ".." in p.parts or rel == ""
+#: The fields of each list entry the appliance reads: (name, kind, required); kinds in :func:`_expected`.
+_ENTRY_FIELDS = {
+    "inputs": (("name", "path", True), ("sha256", "sha256", True), ("size", "count", False),
+               ("origin", "string", False), ("fetched_at", "optional string", False)),
+    "products": (("path", "path", True), ("sha256", "sha256", True), ("content_digest", "string", True),
+                 ("size", "count", False), ("task", "string", False), ("crds_refs", "strings", False),
+                 ("step_status", "strings", False)),
+    "tasks": (("id", "string", True), ("kind", "string", False), ("params", "object", False),
+              ("outputs", "paths", False), ("seconds", "number", False)),
+}
+#: Fields of ``environment`` and the top level: (name, kind).
+_ENVIRONMENT_FIELDS = (("packages", "strings"), ("crds_references", "strings"), ("python", "object"),
+                       ("platform", "object"), ("jwst", "optional string"), ("crds_context", "optional string"),
+                       ("crds_mode", "optional string"), ("crds_path", "optional string"),
+                       ("env_mismatches", "string list"), ("image", "image"))
+_TOP_FIELDS = (("environment", "object"), ("plan", "plan"), ("content_digest", "object"),
+               ("started", "optional string"), ("finished", "optional string"))
+
+
+def _expected(value, kind: str) -> str | None:
+    """What ``value`` should have been, or None when it is of ``kind``."""
+    checks = {
+        "path": (lambda v: safe_relative(v), "a relative path inside the run's directory"),
+        "paths": (lambda v: isinstance(v, list) and all(safe_relative(x) for x in v),
+                  "a list of relative paths inside the run's directory"),
+        "sha256": (lambda v: isinstance(v, str) and SHA256.fullmatch(v.lower()) is not None, "64 hexadecimal digits"),
+        "string": (lambda v: isinstance(v, str), "a string"),
+        "optional string": (lambda v: v is None or isinstance(v, str), "a string or null"),
+        "string list": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+        "strings": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+                    "an object of strings"),
+        "object": (lambda v: isinstance(v, dict), "an object"),
+        "count": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
+        "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+        "image": (lambda v: v is None or isinstance(v, dict) and (v.get("id") is None or isinstance(v["id"], str)
+                                                                 and IMAGE_ID.fullmatch(v["id"]) is not None)
+                  and _expected(v.get("digest"), "optional string") is None
+                  and isinstance(v.get("labels", {}), dict),
+                  "null or an object with an id sha256:<64 hexadecimal digits>, a digest and labels"),
+        "plan": (lambda v: isinstance(v, dict) and all(_expected(v.get(k, []), "string list") is None
+                                                       for k in ("stages", "exposures")),
+                 "an object with lists of stage and exposure names"),
+    }
+    ok, text = checks[kind]
+    return None if ok(value) else text
+
+
+def _structure_problem(manifest: dict) -> str | None:
+    """The first field that is not what the appliance expects, as ``key: expected ..., found ...``."""
+
+    def problem(key: str, value, kind: str) -> str | None:
+        expected = _expected(value, kind)
+        return f"{key}: expected {expected}, found {printable(repr(value))[:80]}" if expected else None
+
+    for key, fields in _ENTRY_FIELDS.items():
+        items = manifest.get(key, [])
+        if not isinstance(items, list):
+            return f"{key}: expected a list"
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                return f"{key}[{i}]: expected an object"
+            for name, kind, required in fields:
+                if name not in item:
+                    if required:
+                        return f"{key}[{i}].{name}: missing"
+                elif found := problem(f"{key}[{i}].{name}", item[name], kind):
+                    return found
+    for name, kind in _TOP_FIELDS:
+        if name in manifest and (found := problem(name, manifest[name], kind)):
+            return found
+    env = manifest.get("environment", {})
+    for name, kind in _ENVIRONMENT_FIELDS:
+        if name in env and (found := problem(f"environment.{name}", env[name], kind)):
+            return found
+    return problem("recipe.path", manifest["recipe"].get("path", ""), "string")
 
 
 def verify(path_or_dir: str | os.PathLike) -> list[str]:
     """Re-hash every input and product against the manifest (paths relative to its directory).
 
     Returns one line per problem -- ``missing: X``, ``size mismatch: X (...)``,
-    ``sha256 mismatch: X (...)``, ``unsafe path: X``, and ``SHA256SUMS: ...``
-    when the sums file beside the manifest disagrees with it; an empty list
-    means everything matches.  A manifest that cannot be read raises
-    :class:`UserError`.
+    ``sha256 mismatch: X (...)``, ``outside the run's directory: X`` (a
+    symbolic link that leads out of it), and ``SHA256SUMS: ...`` when the sums
+    file beside the manifest disagrees with it; an empty list means everything
+    matches.  A manifest that cannot be read raises :class:`UserError`.
     """
     path = manifest_path(path_or_dir)
     manifest = load_manifest(path)
     root = path.parent
     problems = []
     for rel, sha, size in _entries(manifest):
-        if _unsafe(rel):
-            problems.append(f"unsafe path: {rel}")
-            continue
         target = root / rel
+        shown = printable(rel)
         if not target.is_file():
-            problems.append(f"missing: {rel}")
+            problems.append(f"missing: {shown}")
+            continue
+        if not inside(target, root):
+            problems.append(f"outside the run's directory: {shown} (a symbolic link to "
+                            f"{printable(os.path.realpath(target))})")
             continue
         actual_size = target.stat().st_size
         if size is not None and actual_size != size:
-            problems.append(f"size mismatch: {rel} (manifest {size} bytes, found {actual_size})")
+            problems.append(f"size mismatch: {shown} (manifest {size} bytes, found {actual_size})")
             continue
         actual = file_sha256(target)
         if actual != sha.lower():
-            problems.append(f"sha256 mismatch: {rel} (manifest {sha[:16]}…, found {actual[:16]}…)")
+            problems.append(f"sha256 mismatch: {shown} (manifest {sha[:16]}…, found {actual[:16]}…)")
     sums = root / SUMS_NAME
-    if sums.is_file():
-        if sums.read_text(encoding="utf-8", errors="replace") != sha256sums_text(manifest):
+    if sums.exists() and not sums.is_file():
+        problems.append(f"{SUMS_NAME}: not a regular file")
+    elif sums.is_file():
+        text = read_regular_file(sums, SUMS_NAME, MANIFEST_SIZE_LIMIT).decode("utf-8", errors="replace")
+        if text != sha256sums_text(manifest):
             problems.append(f"{SUMS_NAME}: does not list exactly the manifest's inputs and products")
     else:
         problems.append(f"missing: {SUMS_NAME}")

@@ -17,6 +17,7 @@ from typing import Any
 
 from appliance.associations import level3_product_name
 from appliance.errors import UserError
+from appliance.safety import FILTER, OBSERVATION, PROGRAM, check_name, is_name, printable
 from appliance.recipe import KIND_FIRST_STAGE, Recipe, stages_to_run, step_parameters
 
 # The directory each stage writes, as in the reference workflow; the inputs of
@@ -34,6 +35,9 @@ class Exposure:
     filter: str
     program: str
     observation: str
+    ngroups: int = 0  # the size, for the resource estimate (0: unknown)
+    nints: int = 0
+    pixels: int = 0
 
     @property
     def path(self) -> str:
@@ -79,18 +83,42 @@ class Plan:
 
 
 def exposure_from_header(path: Path) -> Exposure:
-    """Describe an exposure file from its primary header."""
+    """Describe an exposure file from its name and primary header, each value checked.
+
+    The name, FILTER, PROGRAM and OBSERVTN become parts of task ids, log names,
+    association and product names, so each must match its real vocabulary
+    (:mod:`appliance.safety`); an unreadable or non-FITS file is a one-line
+    UserError naming it.
+    """
     from astropy.io import fits
 
+    where = printable(path)
     stem = path.name.removesuffix(".fits")
     name, _, kind = stem.rpartition("_")
-    header = fits.getheader(path)
+    if not is_name(name) or kind not in INPUT_DIR_OF_KIND:
+        raise UserError(f"{where}: expected an exposure file named <name>_uncal.fits, _rate.fits or _cal.fits, "
+                        f"<name> made of letters, digits, _ . + - only")
+    try:
+        header = fits.getheader(path)
+    except Exception as exc:  # noqa: BLE001 - astropy raises OSError, ValueError, TypeError... for non-FITS bytes
+        raise UserError(f"{where}: not a readable FITS file ({printable(str(exc).strip() or type(exc).__name__)[:120]})") from None
+
+    def value(keyword: str, pattern, expected: str) -> str:
+        return check_name(str(header.get(keyword, "")).strip(), pattern, f"{where}: {keyword}", expected)
+
+    def count(keyword: str) -> int:
+        number = header.get(keyword, 0)
+        return number if isinstance(number, int) and not isinstance(number, bool) and number > 0 else 0
+
     return Exposure(
         name=name,
         kind=kind,
-        filter=str(header.get("FILTER", "")).strip(),
-        program=str(header.get("PROGRAM", "")).strip(),
-        observation=str(header.get("OBSERVTN", "")).strip(),
+        filter=value("FILTER", FILTER, 'a filter name such as "F770W" (upper-case letters and digits)'),
+        program=value("PROGRAM", PROGRAM, 'a program number of 5 digits such as "02732"'),
+        observation=value("OBSERVTN", OBSERVATION, 'an observation number of 3 digits such as "002"'),
+        ngroups=count("NGROUPS") if kind == "uncal" else 0,
+        nints=count("NINTS"),
+        pixels=count("SUBSIZE1") * count("SUBSIZE2"),
     )
 
 

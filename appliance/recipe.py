@@ -38,6 +38,7 @@ from typing import Any, Mapping
 
 from appliance.errors import UserError
 from appliance.manifest import file_sha256
+from appliance.safety import RECIPE_SIZE_LIMIT, inside, read_regular_file
 from appliance.postprocess import OPERATIONS, check_parameter
 
 SCHEMA_VERSION = 1
@@ -68,7 +69,7 @@ _STRUCTURAL_STEP_KEYS = frozenset({"config_file", "name", "class"})
 _TOP_KEYS = ("schema", "recipe", "environment", "inputs", *STAGES, "postprocess")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CRDS_CONTEXT = re.compile(r"jwst_\d+\.pmap")
+_CRDS_CONTEXT = re.compile(r"jwst_[0-9]+\.pmap", re.ASCII)
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_POSITION = re.compile(r"^(?P<msg>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$", re.S)
 
@@ -202,14 +203,7 @@ class _Invalid(Exception):
 def load_recipe(path: str | os.PathLike) -> Recipe:
     """Read and parse a recipe file; a missing or unreadable file is a UserError."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise RecipeError(path, None, "no such recipe file") from None
-    except IsADirectoryError:
-        raise RecipeError(path, None, "is a directory, not a recipe file") from None
-    except OSError as exc:
-        raise RecipeError(path, None, f"cannot read the recipe: {exc.strerror or exc}") from None
+    data = read_regular_file(path, "recipe", RECIPE_SIZE_LIMIT)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -230,6 +224,8 @@ def parse_recipe(text: str, path: str | os.PathLike) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         where, reason = _toml_position(exc)
         raise RecipeError(path, where, reason) from None
+    except RecursionError:
+        raise RecipeError(path, None, "arrays or tables nested too deeply to be a recipe") from None
     try:
         return _build(doc, text, path)
     except _Invalid as exc:
@@ -303,16 +299,48 @@ def resolve_local_inputs(recipe: Recipe) -> list[LocalFile]:
     return files
 
 
-def validate_steps(recipe: Recipe) -> None:
-    """Check every ``<stage>.steps.<step>.<param>`` against the jwst step's spec.
+#: Step parameters a recipe may not set, and why (``docs/security.md``).  stpipe runs a
+#: hook that is not an importable step as a shell command; the others name where a
+#: step writes, which is the plan's to decide, inside the workdir.
+REFUSED_STEP_PARAMETERS = {
+    "pre_hooks": "runs code (stpipe runs a hook that is not a step as a shell command)",
+    "post_hooks": "runs code (stpipe runs a hook that is not a step as a shell command)",
+    "input_dir": "names a directory to read from; inputs come from [inputs]",
+    "output_dir": "names where products are written; each stage writes into its own directory of the workdir",
+    "output_file": "names where a product is written; product names are the plan's",
+    "output_use_model": "names products after their input headers; product names are the plan's",
+    "dark_output": "names where a product is written; product names are the plan's",
+    "int_name": "names where a product is written; product names are the plan's",
+    "opt_name": "names where a product is written; product names are the plan's",
+    "save_persistence": "names where a product is written; product names are the plan's",
+}
+#: Step parameters that name a file the step reads: it must exist, be a regular file and
+#: lie in the recipe's directory (or the workdir).  ``override_<reftype>`` too.
+READ_PATH_PARAMETERS = frozenset({
+    "abs_refcat", "catfile", "output_wcs", "persistence_array_file", "skylist", "user_mask",
+    "user_supplied_dq", "user_supplied_flat", "user_supplied_reffile", "bkg_list", "wfss_mask",
+})
+#: Values of ``abs_refcat`` that name a catalog service rather than a file.
+REFCAT_NAMES = frozenset({"GAIAREFCAT", "GAIADR3", "GAIADR2", "GAIADR1"})
+#: String parameters that become part of a product's file name.
+NAME_PARAMETERS = {
+    "suffix": (re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", re.ASCII), "letters, digits, _ and -"),
+    "output_ext": (re.compile(r"\.?(fits|asdf|ecsv|json)", re.ASCII), '".fits", ".asdf", ".ecsv" or ".json"'),
+}
+
+
+def validate_steps(recipe: Recipe, workdir: Path | None = None) -> None:
+    """Check every ``<stage>.steps.<step>.<param>`` against the jwst step's spec and the appliance's policy.
 
     Imports ``jwst.pipeline`` (call it after the CRDS environment is set).
     Checks, in file order, that the step belongs to the stage's pipeline, that
     the parameter is in the step's stpipe spec (which includes the generic
-    Step parameters and ``override_<reftype>``), that the value has the spec's
-    type — strictly: a string is not a float here, although configobj would
-    convert it — and meets its range or options, and that an override file
-    exists.  Raises :class:`RecipeError` at the first problem.
+    Step parameters and ``override_<reftype>``), that the recipe may set it
+    (:data:`REFUSED_STEP_PARAMETERS`), that the value has the spec's type —
+    strictly: a string is not a float here, although configobj would convert
+    it, and NaN is no number — and meets its range or options, and that a file
+    it names exists inside the recipe's directory or ``workdir``.  Raises
+    :class:`RecipeError` at the first problem.
     """
     for stage in STAGES:
         steps = recipe.stages[stage].steps
@@ -328,27 +356,54 @@ def validate_steps(recipe: Recipe) -> None:
                 if param not in specs[step]:
                     raise _error(recipe, key, f"unknown parameter of {step}"
                                  + _choices(param, specs[step], "parameters", owner=classes[step]))
-                reason = _check_value(specs[step][param], value)
+                if param in REFUSED_STEP_PARAMETERS:
+                    raise _error(recipe, key, f"a recipe may not set {param}: it {REFUSED_STEP_PARAMETERS[param]}")
+                reason = _check_value(specs[step][param], value) or _check_policy(recipe, param, value, workdir)
                 if reason:
                     raise _error(recipe, key, reason)
-                if param.startswith("override_") and isinstance(value, str):
-                    ref = _override_path(recipe, value)
-                    if ref is not None and not ref.is_file():
-                        raise _error(recipe, key, f"no such reference file: {_q(value)} (looked for {ref})")
+
+
+def _check_policy(recipe: Recipe, param: str, value: Any, workdir: Path | None) -> str | None:
+    """Why a well-typed value is still refused: a file name part, or a file outside the allowed roots."""
+    if param in NAME_PARAMETERS and isinstance(value, str):
+        pattern, expected = NAME_PARAMETERS[param]
+        if not pattern.fullmatch(value):
+            return f"expected {expected}, got {_describe(value)}"
+    if not _reads_path(param):
+        return None
+    for text in ([value] if isinstance(value, str) else value if isinstance(value, list) else []):
+        path = _read_path(recipe, param, text)
+        if path is None:
+            continue
+        noun = "reference file" if param.startswith("override_") else "file"
+        if not path.exists():
+            return f"no such {noun}: {_q(text)} (looked for {path})"
+        if not path.is_file():
+            return f"not a regular file: {_q(text)}"
+        roots = [recipe.path.parent.absolute()] + ([Path(workdir).absolute()] if workdir is not None else [])
+        if not any(inside(path, root) for root in roots):
+            return (f"{_q(text)} lies outside the recipe's directory {recipe.path.parent.absolute()}"
+                    + (" and the workdir" if workdir is not None else "") + "; a recipe may only name files there")
+    return None
+
+
+def _reads_path(param: str) -> bool:
+    return param.startswith("override_") or param in READ_PATH_PARAMETERS
 
 
 def step_parameters(recipe: Recipe, stage: str) -> dict[str, dict[str, Any]]:
     """The ``steps=`` argument for the stage's ``Pipeline.call``: a deep copy of
-    ``recipe.stages[stage].steps`` with relative ``override_<reftype>`` paths made
-    absolute against the recipe's directory (stpipe would take them relative to
-    the working directory)."""
+    ``recipe.stages[stage].steps`` with relative paths of files the steps read
+    (``override_<reftype>``, ``abs_refcat``...) made absolute against the recipe's
+    directory (stpipe would take them relative to the working directory)."""
     out = {}
     for step, params in recipe.stages[stage].steps.items():
         out[step] = {}
         for param, value in params.items():
-            if param.startswith("override_") and isinstance(value, str):
-                ref = _override_path(recipe, value)
-                value = str(ref) if ref is not None else value
+            if _reads_path(param) and isinstance(value, (str, list)):
+                texts = [value] if isinstance(value, str) else value
+                paths = [str(_read_path(recipe, param, t) or t) if isinstance(t, str) else t for t in texts]
+                value = paths[0] if isinstance(value, str) else paths
             out[step][param] = json.loads(json.dumps(value))
     return out
 
@@ -526,7 +581,7 @@ def _digits(table: dict, key: tuple, name: str, n: int, example: str, required: 
             raise _Invalid((*key, name), f"missing required key ({hint})")
         return None
     value = table[name]
-    if not isinstance(value, str) or not re.fullmatch(rf"\d{{{n}}}", value):
+    if not isinstance(value, str) or not re.fullmatch(rf"[0-9]{{{n}}}", value, re.ASCII):
         raise _Invalid((*key, name), f"expected {hint}, got {_describe(value)}")
     return value
 
@@ -734,7 +789,7 @@ def _version(text: str):
     try:
         from packaging.version import InvalidVersion, Version
     except ImportError:  # packaging ships with every jwst install; be lenient without it
-        return text if re.fullmatch(r"\d+(\.\d+)*\S*", text) else None
+        return text if re.fullmatch(r"[0-9]+(\.[0-9]+)*\S*", text, re.ASCII) else None
     try:
         return Version(text)
     except InvalidVersion:
@@ -748,11 +803,11 @@ def _same_version(a: str, b: str) -> bool:
     return va == vb
 
 
-def _override_path(recipe: Recipe, value: str) -> Path | None:
-    """The file an ``override_<reftype>`` names, or None for stpipe's ``"N/A"``/empty."""
-    if value.strip() in ("", "N/A"):
+def _read_path(recipe: Recipe, param: str, value: str) -> Path | None:
+    """The file a path parameter names, or None for "none" (``""``, ``"N/A"``, a catalog name)."""
+    if value.strip() in ("", "N/A", "None") or (param == "abs_refcat" and value.strip().upper() in REFCAT_NAMES):
         return None
-    path = Path(value).expanduser()
+    path = Path(value)
     if not path.is_absolute():
         path = recipe.path.parent.absolute() / path
     return Path(os.path.normpath(path))
@@ -870,6 +925,8 @@ def _check_value(check: str, value: Any) -> str | None:
         expected, ok = _STRICT_TYPES[fun]
         if not ok(value):
             return f"expected {expected}, got {_describe(value)}"
+    if _has_nan(value):  # NaN passes every min/max test and then silently disables what it sets
+        return f"expected a number, got {_describe(value)} (NaN is not accepted)"
     validator = _validator()
     try:
         validator.check(check, value)
@@ -882,6 +939,12 @@ def _check_value(check: str, value: Any) -> str | None:
         reason = str(exc).rstrip(".").replace('"', "")
         return f"{reason} (spec: {_spec_text(check)})"
     return None
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value
+    return isinstance(value, list) and any(_has_nan(v) for v in value)
 
 
 def _spec_text(check: str) -> str:

@@ -18,6 +18,8 @@ from appliance.errors import UserError
 from appliance.execute import SerialExecutor
 from appliance.plan import Exposure, Plan, build_plan, exposure_from_header
 from appliance.recipe import Recipe, environment_mismatches, load_recipe, resolve_local_inputs, validate_steps
+from appliance.resources import Estimate, estimate, nearest_existing, refuse_beyond
+from appliance.safety import printable
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def prepare(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = Fals
         workdir=workdir.resolve(),
     )
     crdsctx.configure(settings)
-    validate_steps(recipe)
+    validate_steps(recipe, workdir)
     if recipe.postprocess:  # an operation whose input stage does not run fails here, before any write
         from appliance.postprocess import check_recipe
 
@@ -77,9 +79,7 @@ def check_workdir(workdir: Path) -> None:
 
 def require_writable(path: Path, flag: str) -> None:
     """``path`` can be created or written: its nearest existing ancestor is a writable directory."""
-    probe = path.absolute()
-    while not probe.exists():
-        probe = probe.parent
+    probe = nearest_existing(path)
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"{path}: {flag}: the directory {probe} is not writable")
 
@@ -92,15 +92,36 @@ def planned_exposures(recipe: Recipe) -> list[Exposure] | None:
         from appliance.simulate import planned_exposures as simulated
         from appliance.sources.simulate import sim_params
 
-        return [Exposure(name, "uncal", filt, p.program, p.observation) for p in [sim_params(recipe)] for name, filt in simulated(p)]
+        from appliance.simulate.detector import SUBARRAYS
+
+        p = sim_params(recipe)
+        pixels = SUBARRAYS[p.subarray].xsize * SUBARRAYS[p.subarray].ysize
+        return [Exposure(name, "uncal", filt, p.program, p.observation, p.ngroups, p.nints, pixels)
+                for name, filt in simulated(p)]
     return None
 
 
-def check(recipe_path: Path) -> tuple[Prepared, Plan | None]:
-    """Validate a recipe and compile its plan without running anything."""
-    prepared = prepare(recipe_path, Path.cwd() / "work", allow_env_mismatch=True)
+def check(recipe_path: Path, workdir: Path | None = None) -> tuple[Prepared, Plan | None, Estimate | None]:
+    """Validate a recipe, compile its plan and price it, without running anything.
+
+    A plan this machine cannot hold (memory, or free disk where the workdir
+    would be) is refused here, as ``run`` would refuse it.
+    """
+    workdir = workdir or Path.cwd() / "work"
+    prepared = prepare(recipe_path, workdir, allow_env_mismatch=True)
     exposures = planned_exposures(prepared.recipe)
-    return prepared, (build_plan(prepared.recipe, exposures) if exposures is not None else None)
+    if exposures is None:
+        return prepared, None, None
+    plan = build_plan(prepared.recipe, exposures)
+    cost = priced(prepared.recipe, plan, workdir)
+    return prepared, plan, cost
+
+
+def priced(recipe: Recipe, plan: Plan, workdir: Path) -> Estimate:
+    """The plan's estimated memory and disk; a UserError when this machine cannot hold them."""
+    cost = estimate(plan, simulated=recipe.input_kind == "simulate")
+    refuse_beyond(cost, workdir, printable(recipe.path))
+    return cost
 
 
 def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, console=None) -> Path:
@@ -108,8 +129,10 @@ def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, c
     check_workdir(workdir)
     prepared = prepare(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
     recipe, settings = prepared.recipe, prepared.settings
-    if recipe.input_kind == "local":
-        resolve_local_inputs(recipe)  # missing files and checksum mismatches fail before any write
+    # Missing files, bad headers, checksum mismatches and a plan too big for this machine fail before any write.
+    known = planned_exposures(recipe)
+    if known is not None:
+        priced(recipe, build_plan(recipe, known), workdir)
     started = _now()
     workdir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
@@ -124,6 +147,8 @@ def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, c
     input_seconds = time.perf_counter() - t0
     exposures = [exposure_from_header(f.path) for f in inputs if f.path.name.endswith(".fits")]
     plan = build_plan(recipe, exposures)
+    if known is None:  # MAST inputs: sized only once they are here
+        priced(recipe, plan, workdir)
     results = SerialExecutor(console).run(plan, workdir, lambda task, log: run_task(task, workdir, log))
 
     input_records = [manifest.input_record(f.path, workdir, f.origin, f.fetched_at) for f in inputs]

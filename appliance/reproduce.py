@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from appliance.errors import UserError, WorkFailed
+from appliance.safety import is_name, printable
 
 RECIPE_DIR = "recipe"
 
@@ -107,11 +108,11 @@ def cmd_reproduce(args) -> int:
 
 def say(text: str) -> None:
     """Progress on stdout; stderr is kept for warnings and the one-line error."""
-    print(text, flush=True)
+    print(printable(text), flush=True)
 
 
 def warn(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    print(printable(text), file=sys.stderr, flush=True)
 
 
 def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None, allow_env_mismatch: bool = False,
@@ -125,9 +126,11 @@ def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None
     recorded = load_manifest(recorded_path)
     workdir = Path(workdir)
     _check_workdir(workdir, recorded_path)
-    recipe_name = PurePosixPath(str(recorded["recipe"].get("path") or "recipe.toml")).name or "recipe.toml"
+    recipe_name = PurePosixPath(str(recorded["recipe"].get("path") or "recipe.toml")).name
     if not recipe_name.endswith(".toml"):
         recipe_name += ".toml"
+    if not is_name(recipe_name):  # it becomes a file name in the reproduction
+        recipe_name = "recipe.toml"
     # structure only (no jwst): where the recipe will live decides where local inputs go
     draft = parse_recipe(recorded["recipe"]["text"], workdir.absolute() / RECIPE_DIR / recipe_name)
     say(f"recipe   {recipe_name} from {recorded_path} (sha256 {recorded['recipe']['sha256'][:16]}… matches its text)")
@@ -293,9 +296,17 @@ class InputLayout:
     local_targets: dict = field(default_factory=dict)  # input name -> path relative to the workdir, or None (in place)
 
 
-def _origin_path(origin: str) -> Path:
+def _origin_path(origin: str, name: str) -> Path:
+    """The file a ``file://`` origin names: absolute, normalised, every part a plain name (it decides where the
+    input is placed again, so a forged ``..`` must not climb out of the reproduction)."""
     parsed = urlparse(origin)
-    return Path(unquote(parsed.path))
+    path = unquote(parsed.path)
+    parts = PurePosixPath(path).parts
+    if (parsed.scheme != "file" or parsed.netloc not in ("", "localhost") or not path.startswith("/")
+            or posixpath.normpath(path) != path or not all(is_name(part) for part in parts[1:])):
+        raise UserError(f"inputs: {printable(name)}: origin {printable(origin)} is not a plain absolute file:// URL "
+                        f"(no '..', no unusual characters); refusing a forged manifest")
+    return Path(path)
 
 
 def _match(parts: tuple, pats: tuple) -> bool:
@@ -333,7 +344,7 @@ def plan_inputs(recipe, recorded: dict) -> InputLayout:
             if not origin.startswith("file://"):
                 raise UserError(f"inputs: {record['name']}: origin {origin!r} is not a file:// URL, but the recipe's "
                                 f"inputs are local files")
-            source = _origin_path(origin)
+            source = _origin_path(origin, record["name"])
             found = None
             for spec in recipe.local:
                 if os.path.isabs(spec.path):
@@ -401,7 +412,7 @@ def restore_inputs(recipe, recorded: dict, stage: Path, layout: InputLayout) -> 
     if kind == "local":
         where = []
         for record in inputs:
-            source = _origin_path(record["origin"])
+            source = _origin_path(record["origin"], record["name"])
             if not source.is_file():
                 raise UserError(f"inputs: {record['name']}: cannot reach origin {record['origin']}: no such file")
             if _sha256(source) != record["sha256"]:
@@ -453,12 +464,17 @@ def _restore_mast(recipe, inputs: list[dict], stage: Path) -> None:
 
     client = MastClient()
     records = []
+    from appliance.plan import INPUT_DIR_OF_KIND
+
+    expected_dir = INPUT_DIR_OF_KIND[recipe.mast.product]
     for record in inputs:
         origin = str(record.get("origin", ""))
-        if not origin.startswith("mast:"):
-            raise UserError(f"inputs: {record['name']}: origin {origin!r} is not a mast: URI, but the recipe's "
-                            f"inputs come from MAST")
-        product = Product(PurePosixPath(record["name"]).name, origin, record.get("size"))
+        name = PurePosixPath(record["name"]).name
+        if origin != f"mast:JWST/product/{name}" or record["name"] != f"{expected_dir}/{name}":
+            raise UserError(f"inputs: {printable(record['name'])}: expected {expected_dir}/<name> with origin "
+                            f"mast:JWST/product/<name>, found origin {printable(origin)}; the recipe's inputs come "
+                            f"from MAST")
+        product = Product(name, origin, record.get("size"))
         try:
             fetched = client.download(product, stage, record["name"])
         except (UserError, WorkFailed) as exc:

@@ -66,7 +66,7 @@ def test_export_writes_parameter_files_associations_and_a_script(tmp_path):
     assert os.access(out / "reduce.sh", os.X_OK)
     assert "export CRDS_CONTEXT=jwst_9000.pmap" in script and "unset STPIPE_DISABLE_CRDS_STEPPARS" in script
     assert script.count("\nrun ") == 5
-    assert 'run image2:jw02732002001_02101_00001_mirimage "$WORKDIR/stage1" "$HERE/params/calwebb_image2.asdf"' in script
+    assert 'run image2:jw02732002001_02101_00001_mirimage "$WORKDIR"/stage1 "$HERE"/params/calwebb_image2.asdf' in script
     assert "--output_dir" in script and "python run.py simulate --out INPUT_DIR" in script
     assert subprocess.run(["sh", "-n", str(out / "reduce.sh")]).returncode == 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging left
@@ -107,7 +107,7 @@ def test_step_parameter_references_off_and_pinned_local_inputs(tmp_path):
     script = (tmp_path / "out" / "reduce.sh").read_text()
     assert "export STPIPE_DISABLE_CRDS_STEPPARS=True" in script
     assert 'export CRDS_SERVER_URL="${CRDS_SERVER_URL:-https://jwst-crds.stsci.edu}"' in script
-    assert f'echo "{pin}  $WORKDIR/stage1/jw02732002001_02101_00002_mirimage_rate.fits" | sha256sum -c' in script
+    assert f'printf "%s  %s\\n" {pin} "$WORKDIR"/stage1/jw02732002001_02101_00002_mirimage_rate.fits | sha256sum -c' in script
     assert "calwebb_detector1" not in script  # rate inputs start at image2
     assert sorted(p.name for p in (tmp_path / "out" / "params").iterdir()) == [
         "calwebb_image2.asdf", "calwebb_image3.asdf"]

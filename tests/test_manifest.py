@@ -303,7 +303,20 @@ def test_verify_refuses_paths_that_leave_the_workdir(workdir):
     data = json.loads(path.read_text())
     data["products"][0]["path"] = "../outside.fits"
     path.write_text(json.dumps(data))
-    assert "unsafe path: ../outside.fits" in verify(workdir)
+    with pytest.raises(UserError, match=r"products\[0\]\.path: expected a relative path inside the run's directory"):
+        verify(workdir)
+
+
+def test_verify_refuses_a_product_linked_out_of_the_workdir(workdir, tmp_path):
+    path = write_manifest(workdir, make_manifest(workdir))
+    data = json.loads(path.read_text())
+    product = workdir / data["products"][0]["path"]
+    outside = tmp_path / "elsewhere.fits"
+    outside.write_bytes(product.read_bytes())
+    product.unlink()
+    product.symlink_to(outside)
+    assert verify(workdir) == [f"outside the run's directory: {data['products'][0]['path']} "
+                               f"(a symbolic link to {outside.resolve()})"]
 
 
 def test_verify_of_a_bad_manifest_is_a_user_error(tmp_path):

@@ -16,11 +16,13 @@ only when a task runs.  ``docs/postprocess.md`` documents them.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from appliance.manifest import file_sha256
+from appliance.safety import inside
 
 # ------------------------------------------------------------------ registry
 
@@ -300,13 +302,17 @@ def _check_astrometric(recipe, i, params, products, known, fail) -> None:
     if params["table"] is not None:
         if params["filter"] is not None:
             fail(i, "table", "give either table or filter, not both")
-        path = Path(params["table"]).expanduser()
+        root = Path(recipe.path).absolute().parent
+        path = Path(params["table"])
         if not path.is_absolute():
-            path = Path(recipe.path).resolve().parent / path
+            path = root / path
         if not path.is_file():
             fail(i, "table", f"no such file: \"{params['table']}\" (looked for {path})")
+        if not inside(path, root):
+            fail(i, "table", f"\"{params['table']}\" lies outside the recipe's directory {root}; "
+                 "a recipe may only name files there")
         params["table_path"] = str(path)
-        params["table_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        params["table_sha256"] = file_sha256(path)
         return
     if params["filter"] is not None:
         params["filter"] = params["filter"].upper()

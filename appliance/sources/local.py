@@ -22,7 +22,10 @@ def materialise(recipe, workdir: Path) -> list[InputFile]:
         target.parent.mkdir(parents=True, exist_ok=True)
         if not (target.exists() and file_sha256(target) == file_sha256(item.path)):
             part = target.with_name(target.name + ".part")
-            shutil.copyfile(item.path, part)
-            part.replace(target)
+            try:
+                shutil.copyfile(item.path, part)
+                part.replace(target)
+            finally:  # a copy cut short (a full disk) leaves nothing behind
+                part.unlink(missing_ok=True)
         placed.append(InputFile(target, item.path.resolve().as_uri()))
     return placed
