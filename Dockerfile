@@ -6,9 +6,10 @@
 #   docker run --rm -v "$PWD/work:/work" jwst-appliance:3.0.0 recipes/demo.toml
 #
 # Works with the classic builder and BuildKit alike (no RUN --mount, no syntax
-# line), with or without network inside the build: when container/wheels/ holds
-# the locked wheels (container/fetch-wheels.sh) pip installs from them with
-# --no-index; otherwise it downloads the same hashes from PyPI.  See docs/container.md.
+# line), without network inside the build: pip installs the locked wheels of
+# container/wheels/ (filled on the host by run.py docker build or
+# container/fetch-wheels.sh) with --no-index; --build-arg WHEELS=online downloads
+# the same hashes from PyPI instead.  See docs/container.md.
 #
 # The pin (container/pin.toml) is the only place that names the jwst release
 # and its CRDS context: the build arguments below carry its values, and the
@@ -25,12 +26,17 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CONFIG_FILE=/dev/null
 COPY container/trim-venv.sh /usr/local/bin/trim-venv
-# The lock, and the wheelhouse when there is one (the wildcard matches nothing
-# when container/wheels/ is absent: then pip goes to PyPI for the same hashes).
+# The lock, and the wheelhouse (`run.py docker build` fills container/wheels/ on the
+# host first).  WHEELS=offline (the default) installs from it alone, with --no-index,
+# so the build needs no network; WHEELS=online lets pip download the same hashes.
+ARG WHEELS=offline
 COPY container/requirements.lock container/wheel[s] /wheels/
 RUN set -eu; \
     python3 -m venv /opt/venv; \
-    if ls /wheels/*.whl >/dev/null 2>&1; then source="--no-index --find-links /wheels"; else source=""; fi; \
+    if [ "${WHEELS}" = online ]; then source=""; \
+    elif ls /wheels/*.whl >/dev/null 2>&1; then source="--no-index --find-links /wheels"; \
+    else echo "container/wheels/ is empty: build with 'python run.py docker build' (it fetches the wheels on the host) or pass --build-arg WHEELS=online" >&2; exit 1; fi; \
+    echo "pip install --require-hashes --no-deps ${source:-(from PyPI)}"; \
     /opt/venv/bin/pip install -q --require-hashes --no-deps $source -r /wheels/requirements.lock; \
     /opt/venv/bin/pip check; \
     trim-venv /opt/venv

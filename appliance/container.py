@@ -87,14 +87,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("docker", help="build the appliance image, or run a recipe in it")
     sub = parser.add_subparsers(dest="docker_command", required=True, metavar="{build,run}")
 
-    p = sub.add_parser("build", help="build the appliance image (hermetic when the wheelhouse is complete)")
+    p = sub.add_parser("build", help="build the appliance image, hermetic: locked wheels fetched on the host first")
     p.add_argument("--tag", default=None, help=f"image tag (default {IMAGE_REPO}:<jwst version of the pin>)")
     p.add_argument("--base-image", default=None,
                    help=f"base image (default $APPLIANCE_BASE_IMAGE or {DEFAULT_BASE_IMAGE}; pin it by digest, "
                         f"or make {LOCAL_BASE_IMAGE} with container/make-base-image.sh)")
     p.add_argument("--wheelhouse", type=Path, default=None,
-                   help="directory of the locked wheels (default container/wheels; container/fetch-wheels.sh "
-                        "fills it); without one, the build downloads the same hashes from PyPI")
+                   help="a complete directory of the locked wheels (default container/wheels, which is filled "
+                        "on the host, hash-checked, when a wheel is missing)")
+    p.add_argument("--online", action="store_true",
+                   help="let pip inside the build download the locked wheels from PyPI instead (needs network "
+                        "in the build, and the proxy's CA where TLS is intercepted)")
     p.add_argument("--crds-cache", type=Path, default=None,
                    help="a CRDS cache directory to carry at /opt/crds instead of the synthetic context")
     p.add_argument("--crds-sync", action="store_true",
@@ -239,6 +242,7 @@ class BuildPlan:
     wheelhouse: Path | None
     crds_cache: Path | None
     files: list[tuple[Path, str]] = field(default_factory=list)  # (host path, path in the context)
+    missing_wheels: list[str] = field(default_factory=list)  # to fetch on the host before building
 
 
 def plan_build(args, environ=os.environ) -> BuildPlan:
@@ -247,20 +251,20 @@ def plan_build(args, environ=os.environ) -> BuildPlan:
     buildargs = {**build_args(), "BASE_IMAGE": base, "VCS_REF": git_revision(), "BUILD_DATE": build_date(),
                  "SOURCE_URL": environ.get("APPLIANCE_SOURCE_URL", "")}
 
-    wheelhouse = args.wheelhouse if args.wheelhouse is not None else DEFAULT_WHEELHOUSE
+    online = args.online
+    if online and args.wheelhouse is not None:
+        raise UserError("--online and --wheelhouse exclude each other")
+    wheelhouse = None if online else (args.wheelhouse if args.wheelhouse is not None else DEFAULT_WHEELHOUSE)
     if args.wheelhouse is not None and not args.wheelhouse.is_dir():
         raise UserError(f"--wheelhouse {args.wheelhouse}: no such directory (container/fetch-wheels.sh makes it)")
-    missing = missing_wheels(wheelhouse) if wheelhouse.is_dir() else None
-    if missing:
-        if args.wheelhouse is not None:
-            raise UserError(
-                f"--wheelhouse {wheelhouse}: {len(missing)} locked wheel(s) missing, e.g. {missing[0]}; "
-                f"run container/fetch-wheels.sh {wheelhouse}"
-            )
-        wheelhouse = None  # an incomplete default wheelhouse: download from PyPI instead
-    elif missing is None:
-        wheelhouse = None
-    network = args.network or ("none" if wheelhouse is not None and not args.crds_sync else None)
+    missing = missing_wheels(wheelhouse) if wheelhouse is not None else []
+    if missing and args.wheelhouse is not None:
+        raise UserError(
+            f"--wheelhouse {wheelhouse}: {len(missing)} locked wheel(s) missing, e.g. {missing[0]}; "
+            f"run container/fetch-wheels.sh {wheelhouse}"
+        )
+    buildargs["WHEELS"] = "online" if online else "offline"
+    network = args.network or ("none" if not online and not args.crds_sync else None)
 
     crds_cache = args.crds_cache
     if crds_cache is not None:
@@ -275,7 +279,33 @@ def plan_build(args, environ=os.environ) -> BuildPlan:
         buildargs["CRDS_SYNC"] = "1"
 
     files = list(context_files(wheelhouse, crds_cache))
-    return BuildPlan(tag, buildargs, network, wheelhouse, crds_cache, files)
+    return BuildPlan(tag, buildargs, network, wheelhouse, crds_cache, files, missing)
+
+
+def fetch_wheels(plan: BuildPlan) -> None:
+    """Fill the default wheelhouse on the host (``container/fetch-wheels.sh``: hash-checked, idempotent).
+
+    The host usually reaches the package index where a build container cannot
+    (no network, or a TLS-intercepting proxy it does not trust), and a build
+    from local wheels is hermetic.  A host that cannot reach the index either
+    is one line naming the way out.
+    """
+    import subprocess
+
+    print(f"fetching {len(plan.missing_wheels)} locked wheel(s) on the host into {plan.wheelhouse} "
+          f"(hash-checked; {plan.missing_wheels[0]}{', ...' if len(plan.missing_wheels) > 1 else ''})",
+          file=sys.stderr, flush=True)
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["sh", str(ROOT / "container" / "fetch-wheels.sh"), str(plan.wheelhouse)],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        said = next((line for line in reversed(lines) if line.startswith("ERROR")), lines[-1] if lines else "")
+        raise WorkFailed(f"cannot fetch the locked wheels on this host ({said[:200]}); make the package index "
+                         f"reachable, copy the wheels into {plan.wheelhouse}, or build with --online")
+    print(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "wheels fetched", file=sys.stderr)
+    plan.files = list(context_files(plan.wheelhouse, plan.crds_cache))
+    plan.missing_wheels = []
 
 
 def context_files(wheelhouse: Path | None, crds_cache: Path | None):
@@ -324,7 +354,10 @@ def cmd_build(args) -> int:
     client = connect()
     explicit = bool(args.base_image or os.environ.get("APPLIANCE_BASE_IMAGE"))
     plan.buildargs["BASE_IMAGE"] = _ensure_base_image(client, plan.buildargs["BASE_IMAGE"], explicit=explicit)
-    where = f"wheelhouse {plan.wheelhouse}" if plan.wheelhouse else "PyPI (no complete wheelhouse)"
+    if plan.missing_wheels:
+        fetch_wheels(plan)
+    where = (f"wheelhouse {plan.wheelhouse} (pip --no-index)" if plan.wheelhouse
+             else "PyPI inside the build (--online)")
     print(f"building {plan.tag} from {plan.buildargs['BASE_IMAGE']}, dependencies from {where}, "
           f"network {plan.network or 'default'}", file=sys.stderr)
     started = time.monotonic()
@@ -400,9 +433,13 @@ def _ensure_base_image(client, base: str, *, explicit: bool = True) -> str:
             return LOCAL_BASE_IMAGE
         except docker.errors.DockerException:
             pass
+        raise UserError(
+            f"base image {base} cannot be pulled ({reason}) and {LOCAL_BASE_IMAGE} is not here: make it from "
+            f"Debian's packages with `sudo container/make-base-image.sh` (debootstrap, ~40 s), then build again"
+        )
     raise UserError(
-        f"base image {base} is not here and cannot be pulled ({reason}); "
-        f"make one with container/make-base-image.sh and pass --base-image {LOCAL_BASE_IMAGE}"
+        f"base image {base} is not here and cannot be pulled ({reason}); pull or load it, or make "
+        f"{LOCAL_BASE_IMAGE} with `sudo container/make-base-image.sh` and pass --base-image {LOCAL_BASE_IMAGE}"
     )
 
 

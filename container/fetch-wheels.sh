@@ -4,6 +4,9 @@
 #
 #   container/fetch-wheels.sh [DIR]          # default DIR: container/wheels (git-ignored)
 #
+# `python run.py docker build` runs this itself when the wheelhouse is incomplete.
+# WHEELS_INDEX_URL names another index (default PyPI).
+#
 # Hashes are checked on download (--require-hashes) and again in the image.
 # The machine's pip configuration (local find-links, extra indexes, a constraints
 # file) is ignored on purpose: the wheelhouse must hold exactly the locked files
@@ -50,7 +53,7 @@ PY
 }
 
 if ! check; then
-    "$PYTHON" -m pip download -q \
+    "$PYTHON" -m pip download -q --index-url "${WHEELS_INDEX_URL:-https://pypi.org/simple}" \
         --require-hashes --no-deps --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_26_x86_64 \
