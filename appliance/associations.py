@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from appliance.files import atomic_write
+
 
 def level3_product_name(program: str, observation: str, filter_name: str) -> str:
     """The DMS level-3 product name of one filter, e.g. ``jw02732-o002_t001_miri_f770w``.
@@ -42,7 +44,4 @@ def write_level3(members: list[Path], product_name: str) -> Path:
 
 def _write(asn, path: Path) -> Path:
     _, text = asn.dump(format="json")
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, text)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from appliance import __version__
-from appliance.errors import UserError, WorkFailed
+from appliance.errors import UserError, WorkFailed, short_reason
 from appliance.safety import printable
 
 # Modules that add their own sub-command with ``add_parser(subparsers)``; each keeps
@@ -214,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         return fail(f"{where}{exc.strerror or exc}" + (" (the disk is full)" if exc.errno == errno.ENOSPC else ""), 1)
     except Exception:  # noqa: BLE001 - a bug: one line here, the traceback in a log
-        return fail(f"internal error ({_one_line(sys.exc_info()[1])}); the traceback is in {write_traceback(args)}", 1)
+        exc = sys.exc_info()[1]
+        return fail(f"internal error ({type(exc).__name__}: {short_reason(exc, 200)}); "
+                    f"the traceback is in {write_traceback(args)}", 1)
 
 
 def fail(message: str, code: int) -> int:
@@ -222,10 +224,6 @@ def fail(message: str, code: int) -> int:
     print(f"error: {printable(message)}", file=sys.stderr)
     return code
 
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def write_traceback(args) -> str:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from appliance.errors import UserError
+from appliance.files import atomic_write
 from appliance.safety import inside, printable
 
 #: jwst's regression-test tolerances (``rtol``, ``atol``).
@@ -250,9 +251,9 @@ def cmd_compare(args) -> int:
     result = compare(args.baseline, args.new, tolerances=tolerances, digests_only=args.digests_only)
     print(render_text(result))
     if args.report_md:
-        write_atomic(args.report_md, render_markdown(result))
+        atomic_write(args.report_md, render_markdown(result))
     if args.junit:
-        write_atomic(args.junit, render_junit(result))
+        atomic_write(args.junit, render_junit(result))
     return result.exit_code()
 
 
@@ -346,7 +347,7 @@ def _kind(path: str) -> str | None:
 
 
 def _check_file(root: Path, record: dict, side: str, manifest: Path) -> None:
-    from appliance.manifest import file_sha256
+    from appliance.files import file_sha256
 
     rel = record["path"]
     target = root / rel
@@ -956,19 +957,3 @@ def render_junit(result: Comparison) -> str:
     ET.indent(suite)
     text = ET.tostring(suite, encoding="unicode")  # control characters are not allowed in XML 1.0
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + "\n".join(printable(line) for line in text.splitlines()) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a report via a temporary file and a rename, so no half-written report is ever left."""
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

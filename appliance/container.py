@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from appliance.errors import UserError, WorkFailed
+from appliance.errors import UserError, WorkFailed, short_reason
 from appliance.pin import (
     IMAGE_DIGEST_ENV,
     IMAGE_ID_ENV,
@@ -149,21 +149,12 @@ def connect(timeout: float = 15):
         client.ping()
     except Exception as exc:  # DockerException, requests' ConnectionError, a malformed DOCKER_HOST...
         raise UserError(
-            f"no Docker daemon answers at {where} ({_reason(exc)}); start one "
+            f"no Docker daemon answers at {where} ({short_reason(exc)}); start one "
             f"(container/ensure-docker.sh) or point DOCKER_HOST at one"
         ) from None
     client.api.timeout = None  # builds and reductions may be silent for long stretches
     return client
 
-
-def _reason(exc: BaseException) -> str:
-    """The innermost useful phrase of a connection error, e.g. 'Connection refused'."""
-    text = str(exc)
-    found = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", text) or re.findall(r"Error\(-?\d+, '([^']+)'\)", text)
-    if found:
-        return found[-1].strip().rstrip(".:")
-    text = re.sub(r"\s+", " ", text).strip()
-    return text[:120] or type(exc).__name__
 
 
 def get_image(client, name: str):
@@ -425,7 +416,7 @@ def _ensure_base_image(client, base: str, *, explicit: bool = True) -> str:
         client.images.pull(base)
         return base
     except Exception as exc:
-        reason = _reason(getattr(exc, "explanation", None) or exc)
+        reason = short_reason(getattr(exc, "explanation", None) or exc)
     if not explicit:
         try:
             client.images.get(LOCAL_BASE_IMAGE)

@@ -12,7 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from appliance.errors import UserError
+from appliance.errors import UserError, short_reason
+from appliance.files import utc_now
 
 # Any address that cannot resolve: in local mode nothing should ever be asked of
 # a server, and an unresolvable name fails at once where an outbound
@@ -279,19 +280,19 @@ def prefetch_references(settings: CrdsSettings, dataset_files, *, reftypes, dige
         try:
             api.get_server_info()
         except CrdsError as exc:
-            raise WorkFailed(f"{where}: cannot get its configuration: {_crds_reason(exc)}") from None
+            raise WorkFailed(f"{where}: cannot get its configuration: {short_reason(exc)}") from None
         try:
             mappings = api.get_mapping_names(settings.context)
         except CrdsError as exc:
             raise UserError(f"environment.crds_context: {where} does not serve {settings.context}: "
-                            f"{_crds_reason(exc)}") from None
+                            f"{short_reason(exc)}") from None
         metadata = api.get_download_metadata()
         _drop_bad_copies(mappings, metadata, {}, crds_config, utils)
         try:
             _, fetched, nbytes = api.dump_files(settings.context, mappings)
         except CrdsError as exc:
             _drop_bad_copies(mappings, metadata, {}, crds_config, utils)  # crds leaves a bad download in place
-            raise WorkFailed(f"{where}: downloading the mappings of {settings.context} failed: {_crds_reason(exc)}") from None
+            raise WorkFailed(f"{where}: downloading the mappings of {settings.context} failed: {short_reason(exc)}") from None
         report.mappings_fetched, report.mappings_bytes = fetched, nbytes
         report.mappings_cached = len(mappings) - fetched
 
@@ -304,7 +305,7 @@ def prefetch_references(settings: CrdsSettings, dataset_files, *, reftypes, dige
                 api.dump_files(settings.context, missing)
             except CrdsError as exc:
                 _drop_bad_copies(missing, metadata, {}, crds_config, utils)
-                raise WorkFailed(f"{where}: downloading references failed: {_crds_reason(exc)}") from None
+                raise WorkFailed(f"{where}: downloading references failed: {short_reason(exc)}") from None
         for name in sorted(wanted):
             size = int(metadata.get(name, {}).get("size", 0)) if isinstance(metadata.get(name), dict) else 0
             report.sizes[name] = size
@@ -314,7 +315,7 @@ def prefetch_references(settings: CrdsSettings, dataset_files, *, reftypes, dige
             else:
                 report.references[name] = "cached"
         heavy_client.update_config_info("jwst")  # server_config, so local mode works offline
-        report.fetched_at = _utcnow()
+        report.fetched_at = utc_now()
     finally:
         if console:
             crds_log.add_console_handler()
@@ -352,7 +353,7 @@ def _select(context: str, dataset_files, reftypes, report: PrefetchReport, crds,
         try:
             best = crds.getrecommendations(params, reftypes=types, context=context, observatory="jwst", fast=True)
         except CrdsError as exc:
-            raise WorkFailed(f"{Path(path).name}: CRDS reference selection failed: {_crds_reason(exc)}") from None
+            raise WorkFailed(f"{Path(path).name}: CRDS reference selection failed: {short_reason(exc)}") from None
         refs, unresolved = [], []
         for reftype, name in sorted(best.items()):
             if not isinstance(name, str):
@@ -382,18 +383,3 @@ def _drop_bad_copies(names, metadata: dict, states: dict, crds_config, utils) ->
             os.remove(path)
             states[name] = "repaired"
 
-
-def _crds_reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    for needle, short in (("Connection refused", "connection refused"), ("timed out", "timed out"),
-                          ("Name or service not known", "host name not found"),
-                          ("HTTP Error 500", "HTTP 500"), ("HTTP Error 404", "HTTP 404")):
-        if needle in text:
-            return short
-    return text[:300]
-
-
-def _utcnow() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

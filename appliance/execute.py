@@ -16,6 +16,7 @@ from typing import Callable
 from rich.console import Console
 
 from appliance.errors import WorkFailed
+from appliance.files import is_temporary
 from appliance.plan import Plan, Task
 
 # Directories whose new or changed files are a task's outputs.
@@ -54,7 +55,7 @@ def snapshot(workdir: Path) -> dict[str, tuple[int, int]]:
     found = {}
     for name in OUTPUT_DIRS:
         for path in (workdir / name).rglob("*"):
-            if path.is_file() and not path.name.endswith(".part"):
+            if path.is_file() and not is_temporary(path.name):
                 st = path.stat()
                 found[path.relative_to(workdir).as_posix()] = (st.st_mtime_ns, st.st_size)
     return found

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from appliance.files import atomic_write
 
 FETCH_RECORD = "inputs.json"
 RECORD_VERSION = 1
@@ -136,7 +137,7 @@ def _reftypes(recipe, use_step_pars: bool, previous: dict | None) -> dict:
 
 
 def _file_record(f, workdir: Path) -> dict:
-    from appliance.manifest import file_sha256
+    from appliance.files import file_sha256
 
     return {"name": f.path.relative_to(workdir).as_posix(), "size": f.path.stat().st_size,
             "sha256": file_sha256(f.path), "origin": f.origin, "fetched_at": f.fetched_at}
@@ -182,14 +183,5 @@ def update_fetch_record(workdir: Path, **fields) -> dict:
     elif fields.get("input_kind", "mast") != "mast":
         for key in ("query", "complete", "mast_base_url"):  # a MAST record no longer describes these files
             record.pop(key, None)
-    target = Path(workdir) / FETCH_RECORD
-    fd, tmp = tempfile.mkstemp(prefix=".inputs.", suffix=".tmp", dir=workdir)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(workdir) / FETCH_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n", durable=True)
     return record

@@ -16,11 +16,11 @@ import json
 import os
 import platform
 import re
-import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from appliance.errors import UserError
+from appliance.files import atomic_write, file_sha256
 from appliance.safety import MANIFEST_SIZE_LIMIT, SHA256, inside, printable, read_regular_file, safe_relative
 
 MANIFEST_VERSION = 1
@@ -41,17 +41,6 @@ _NO_REFERENCE = {"N/A", ""}
 # --------------------------------------------------------------------------
 # Hashing and records
 # --------------------------------------------------------------------------
-
-
-def file_sha256(path: str | os.PathLike, bufsize: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in ``bufsize`` chunks."""
-    h = hashlib.sha256()
-    buf = bytearray(bufsize)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -244,31 +233,6 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` via a temporary file in the same directory, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _sums_line(sha: str, name: str) -> str:
     """One ``sha256sum`` line; names with a backslash or newline use its escaped form."""
     if "\\" in name or "\n" in name or "\r" in name:
@@ -296,10 +260,10 @@ def write_manifest(workdir: Path, manifest: dict) -> Path:
     """Write ``SHA256SUMS`` then ``manifest.json`` into ``workdir``, each atomically."""
     workdir = Path(workdir)
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default) + "\n"
-    _atomic_write(workdir / SUMS_NAME, sha256sums_text(manifest).encode("utf-8"))
+    atomic_write(workdir / SUMS_NAME, sha256sums_text(manifest), durable=True)
     target = workdir / MANIFEST_NAME
     try:
-        _atomic_write(target, text.encode("utf-8"))
+        atomic_write(target, text, durable=True)
     except BaseException:  # sums without their manifest would describe a run that did not complete
         (workdir / SUMS_NAME).unlink(missing_ok=True)
         raise

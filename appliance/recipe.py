@@ -37,7 +37,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from appliance.errors import UserError
-from appliance.manifest import file_sha256
+from appliance.files import file_sha256
 from appliance.safety import RECIPE_SIZE_LIMIT, inside, read_regular_file
 from appliance.postprocess import OPERATIONS, check_parameter
 

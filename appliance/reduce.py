@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from appliance import crdsctx, manifest
 from appliance.errors import UserError
+from appliance.files import file_sha256, utc_now
 from appliance.execute import SerialExecutor
 from appliance.plan import Exposure, Plan, build_plan, exposure_from_header
 from appliance.recipe import Recipe, environment_mismatches, load_recipe, resolve_local_inputs, validate_steps
@@ -133,7 +133,7 @@ def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, c
     known = planned_exposures(recipe)
     if known is not None:
         priced(recipe, build_plan(recipe, known), workdir)
-    started = _now()
+    started = utc_now()
     workdir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
     for stale in ("manifest.json", "SHA256SUMS"):  # an old manifest must not describe new products
@@ -188,7 +188,7 @@ def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, c
         products=products,
         tasks=tasks,
         started=started,
-        finished=_now(),
+        finished=utc_now(),
         extra={"plan": {"stages": list(plan.stages), "exposures": [e.name for e in plan.exposures]}},
     )
     return manifest.write_manifest(workdir, built)
@@ -212,9 +212,5 @@ def reference_checksums(products: list[dict], cache: Path) -> dict[str, str]:
     found = {}
     for name in names:
         hits = list((cache / "references").rglob(name))
-        found[name] = manifest.file_sha256(hits[0]) if hits else "not in cache"
+        found[name] = file_sha256(hits[0]) if hits else "not in cache"
     return found
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

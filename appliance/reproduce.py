@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from appliance.errors import UserError, WorkFailed
+from appliance.files import atomic_write
 from appliance.safety import is_name, printable
 
 RECIPE_DIR = "recipe"
@@ -89,9 +90,9 @@ def cmd_reproduce(args) -> int:
                        fetch_references=not args.no_fetch_references)
     print(compare.render_text(result))
     if args.report_md:
-        compare.write_atomic(args.report_md, compare.render_markdown(result))
+        atomic_write(args.report_md, compare.render_markdown(result))
     if args.junit:
-        compare.write_atomic(args.junit, compare.render_junit(result))
+        atomic_write(args.junit, compare.render_junit(result))
     ok = not result.failed and (args.tolerance or result.all_identical)
     if ok:
         print("reproduced: every content digest matches" if result.all_identical
@@ -393,7 +394,7 @@ def _check_overrides(recipe) -> None:
 
 
 def _sha256(path: Path) -> str:
-    from appliance.manifest import file_sha256
+    from appliance.files import file_sha256
 
     return file_sha256(path)
 

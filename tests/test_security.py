@@ -532,14 +532,14 @@ def test_a_simulation_that_cannot_fit_the_disk_is_one_line(tiny_disk):
 def test_a_manifest_write_that_fails_leaves_neither_file(tmp_path, monkeypatch):
     from appliance import manifest as m
 
-    real = m._atomic_write
+    real = m.atomic_write
 
-    def full(target, data):
-        if target.name == m.MANIFEST_NAME:
+    def full(target, data, **kw):
+        if Path(target).name == m.MANIFEST_NAME:
             raise OSError(28, "No space left on device", str(target))
-        real(target, data)
+        return real(target, data, **kw)
 
-    monkeypatch.setattr(m, "_atomic_write", full)
+    monkeypatch.setattr(m, "atomic_write", full)
     with pytest.raises(OSError):
         m.write_manifest(tmp_path, {"inputs": [], "products": []})
     assert sorted(os.listdir(tmp_path)) == []

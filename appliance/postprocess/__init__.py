@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from appliance.manifest import file_sha256
+from appliance.files import file_sha256
 from appliance.safety import inside
 
 # ------------------------------------------------------------------ registry

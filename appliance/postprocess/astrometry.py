@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.postprocess.common import OperationError, log, read_image, writing
+from appliance.files import writing
+from appliance.postprocess.common import OperationError, log, read_image
 
 
 def from_mosaic(workdir: Path, task):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.postprocess.common import Image, OperationError, log, read_image, writing
+from appliance.files import writing
+from appliance.postprocess.common import Image, OperationError, log, read_image
 
 
 @dataclass

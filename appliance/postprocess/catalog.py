@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.postprocess.common import Image, flux_scale, log, read_image, writing
+from appliance.files import writing
+from appliance.postprocess.common import Image, flux_scale, log, read_image
 
 AB_ZERO_JY = 3631.0
 TOTAL_RADIUS_FWHM = 3.0  # the curve of growth is normalised here

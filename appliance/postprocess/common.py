@@ -1,4 +1,4 @@
-"""What the operations share: reading an image product, writing atomically, the task's log.
+"""What the operations share: reading an image product and the task's log (writes go through appliance.files).
 
 Kept free of photutils and matplotlib; each operation imports those itself.
 """
@@ -6,7 +6,6 @@ Kept free of photutils and matplotlib; each operation imports those itself.
 from __future__ import annotations
 
 import logging
-import os
 import traceback
 import warnings
 from contextlib import contextmanager
@@ -117,30 +116,6 @@ def flux_scale(image: Image) -> tuple[float, str]:
     if unit.replace(" ", "").lower() in ("mjy/sr", "mjysr-1", "mjy/steradian") and area:
         return 1e6 * area, "Jy"
     return 1.0, unit or "unknown"
-
-
-def atomic_path(target: Path) -> Path:
-    """The temporary name a file is written under before :func:`commit` renames it.
-
-    It ends in ``.part``, which the executor's snapshot ignores.
-    """
-    return target.with_name(f".{target.name}.part")
-
-
-def commit(target: Path) -> None:
-    os.replace(atomic_path(target), target)
-
-
-@contextmanager
-def writing(target: Path):
-    """``with writing(path) as tmp: write tmp`` -> ``path`` appears complete or not at all."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(target)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.postprocess.common import Image, log, read_image, writing
+from appliance.files import writing
+from appliance.postprocess.common import Image, log, read_image
 
 SIZE_INCHES = 8.0
 DPI = 100  # so a preview is 800 x 800 pixels

@@ -19,7 +19,8 @@ import platform
 import re
 from pathlib import Path
 
-from appliance.postprocess.common import log, writing
+from appliance.files import writing
+from appliance.postprocess.common import log
 
 KEY_PACKAGES = ("jwst", "stcal", "stdatamodels", "stpipe", "crds", "photutils", "astropy", "numpy", "scipy", "matplotlib")
 STAGE_DIRS = (("stage1", "_rate.fits"), ("stage2", "_cal.fits"), ("stage3", "_i2d.fits"))

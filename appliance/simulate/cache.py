@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
+from ..files import atomic_write
 from .mappings import SIM_CONTEXT, mapping_texts, server_config_text
 from .references import reference_files, write_reference
 
@@ -14,12 +14,9 @@ STAMP = "appliance_sim_cache"  # marks a complete cache of this exact content
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.read_text() == text:
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write unless the file already says exactly this (a rebuilt cache leaves unchanged files alone)."""
+    if not (path.exists() and path.read_text() == text):
+        atomic_write(path, text)
 
 
 def build(cache_dir: Path) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import writing
 from . import detector as det
 from .detector import SUBARRAYS, Subarray
 from .params import Observation, SimParams, exposure_name, validate
@@ -327,9 +328,8 @@ def _write_truth(path: Path, sources: list[Source], radec: list[tuple[float, flo
         "psf_fwhm_arcsec": {n: FILTERS[n].fwhm for n in p.filters},
         "units": "flux in Jy; background before the flat in DN/s per pixel (rate images) and MJy/sr (cal images)",
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.write(tmp, format="ascii.ecsv", overwrite=True)
-    tmp.replace(path)
+    with writing(path) as tmp:
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
 
 
 def simulate(out_dir: Path, p: SimParams) -> Observation:

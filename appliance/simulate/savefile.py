@@ -6,10 +6,11 @@ that the same seed and parameters give identical files.
 
 from __future__ import annotations
 
-import os
 import types
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..files import writing
 
 FILE_DATE = "2024-01-01T00:00:00.000"  # the DATE every simulated file carries
 
@@ -51,15 +52,11 @@ def save_model(model, path: Path) -> Path:
 
     # An instance attribute shadows the class hook for this one save.
     object.__setattr__(model, "on_save", types.MethodType(on_save, model))
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
-        with sorted_extension_history():
+        with sorted_extension_history(), writing(path) as tmp:
             model.save(str(tmp))
-        os.replace(tmp, path)
     finally:
         object.__delattr__(model, "on_save")
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -67,8 +64,6 @@ def save_asdf_tree(tree: dict, path: Path) -> Path:
     """Write a plain ASDF tree (step-parameter files) atomically."""
     import asdf
 
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    with sorted_extension_history():
+    with sorted_extension_history(), writing(path) as tmp:
         asdf.AsdfFile(tree).write_to(tmp)
-    os.replace(tmp, path)
     return path

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from appliance.manifest import file_sha256
+from appliance.files import file_sha256, writing
 from appliance.plan import INPUT_DIR_OF_KIND
 from appliance.recipe import resolve_local_inputs
 from appliance.sources import InputFile
@@ -21,11 +21,7 @@ def materialise(recipe, workdir: Path) -> list[InputFile]:
         target = workdir / INPUT_DIR_OF_KIND[item.kind] / item.path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         if not (target.exists() and file_sha256(target) == file_sha256(item.path)):
-            part = target.with_name(target.name + ".part")
-            try:
+            with writing(target) as part:  # a copy cut short (a full disk) leaves nothing behind
                 shutil.copyfile(item.path, part)
-                part.replace(target)
-            finally:  # a copy cut short (a full disk) leaves nothing behind
-                part.unlink(missing_ok=True)
         placed.append(InputFile(target, item.path.resolve().as_uri()))
     return placed

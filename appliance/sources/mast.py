@@ -39,12 +39,11 @@ import re
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from appliance.errors import UserError, WorkFailed
-from appliance.manifest import file_sha256
+from appliance.errors import UserError, WorkFailed, short_reason
+from appliance.files import file_sha256, utc_now
 from appliance.sources import InputFile
 
 DEFAULT_BASE_URL = "https://mast.stsci.edu"
@@ -168,10 +167,6 @@ def reuse(workdir: Path, entry: dict) -> Fetched | None:
     return Fetched(path, entry["name"], entry["size"], entry["sha256"], entry["origin"], entry["fetched_at"], False)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 # --------------------------------------------------------------------------- the client
 
 
@@ -262,9 +257,9 @@ class MastClient:
                     warnings.simplefilter("ignore")
                     return func(*args, **kw)
             except RemoteServiceError as exc:
-                raise WorkFailed(f"MAST at {self.base_url} refused the query for {described}: {_one_line(exc)}") from None
+                raise WorkFailed(f"MAST at {self.base_url} refused the query for {described}: {short_reason(exc)}") from None
             except InvalidQueryError as exc:
-                raise UserError(f"{where}: MAST cannot run this query: {_one_line(exc)}") from None
+                raise UserError(f"{where}: MAST cannot run this query: {short_reason(exc)}") from None
 
         observations = self._retry(f"querying MAST at {self.base_url} for {described}",
                                    ask, obs.query_criteria, **criteria)
@@ -320,7 +315,7 @@ class MastClient:
                 raise WorkFailed(f"{exc} ({part.stat().st_size} bytes kept in {rel}.part; fetch again to resume)") from None
             raise
         os.replace(part, target)
-        return Fetched(target, rel, size, sha, product.uri, _now(), True, self.received - received)
+        return Fetched(target, rel, size, sha, product.uri, utc_now(), True, self.received - received)
 
     def _transfer(self, url: str, part: Path, product: Product) -> tuple[int, str]:
         """One attempt: GET (with Range to resume ``part``), hash while receiving, check the size.
@@ -379,7 +374,7 @@ class MastClient:
             size = offset + transferred
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 urllib3.exceptions.HTTPError) as exc:
-            raise _Transient(_reason(exc)) from None
+            raise _Transient(short_reason(exc)) from None
         if expected is not None and size < expected:
             raise _Transient(f"the connection ended after {size} of {expected} bytes")
         if expected is not None and size > expected:
@@ -435,7 +430,7 @@ class MastClient:
                     raise UserError(f"{what}: HTTP {code}; check {TOKEN_VARIABLE}") from None
                 raise WorkFailed(f"{what}: HTTP {code}") from None
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                last = _reason(exc)
+                last = short_reason(exc)
         raise WorkFailed(f"{what}: {last} (gave up after {self.attempts} attempts)")
 
 
@@ -496,24 +491,3 @@ def _describe(query) -> str:
     if query.calib_level is not None:
         parts.append(f"calib_level {query.calib_level}")
     return ", ".join(parts)
-
-
-def _reason(exc: BaseException) -> str:
-    """A short cause for a requests exception (their own messages run to several lines)."""
-    text = str(exc)
-    for needle, short in (("Connection refused", "connection refused"),
-                          ("Name or service not known", "host name not found"),
-                          ("Temporary failure in name resolution", "host name not found"),
-                          ("Network is unreachable", "network unreachable"),
-                          ("timed out", "timed out"), ("Read timed out", "timed out"),
-                          ("IncompleteRead", "connection cut mid-file"),
-                          ("Connection broken", "connection cut mid-file"),
-                          ("RemoteDisconnected", "the server closed the connection"),
-                          ("Connection reset", "connection reset")):
-        if needle in text:
-            return short
-    return type(exc).__name__
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
