@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance.files import atomic_write
+from appliance.workdir import association_name
 
 
 def level3_product_name(program: str, observation: str, filter_name: str) -> str:
@@ -28,7 +29,7 @@ def write_level2(member: Path, product_name: str) -> Path:
     from jwst.associations.lib.rules_level2_base import DMSLevel2bBase
 
     asn = asn_from_list([member.name], rule=DMSLevel2bBase, product_name=product_name)
-    return _write(asn, member.parent / f"{product_name}_image2_asn.json")
+    return _write(asn, member.parent / association_name(product_name, "image2"))
 
 
 def write_level3(members: list[Path], product_name: str) -> Path:
@@ -39,7 +40,7 @@ def write_level3(members: list[Path], product_name: str) -> Path:
     directory = {m.parent for m in members}
     assert len(directory) == 1, "level-3 members must share one directory"
     asn = asn_from_list(sorted(m.name for m in members), rule=DMS_Level3_Base, product_name=product_name)
-    return _write(asn, members[0].parent / f"{product_name}_image3_asn.json")
+    return _write(asn, members[0].parent / association_name(product_name, "image3"))
 
 
 def _write(asn, path: Path) -> Path:

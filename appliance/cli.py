@@ -17,6 +17,7 @@ from pathlib import Path
 from appliance import __version__
 from appliance.errors import UserError, WorkFailed, short_reason
 from appliance.safety import printable
+from appliance.workdir import LOGS_DIR
 
 # Modules that add their own sub-command with ``add_parser(subparsers)``; each keeps
 # its imports light so building the parser stays fast.
@@ -234,7 +235,7 @@ def write_traceback(args) -> str:
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     workdir = getattr(args, "workdir", None)
-    logs = Path(workdir) / "logs" if workdir is not None and Path(workdir).is_dir() else None
+    logs = Path(workdir) / LOGS_DIR if workdir is not None and Path(workdir).is_dir() else None
     try:
         if logs is not None:
             logs.mkdir(exist_ok=True)

@@ -32,7 +32,6 @@ import argparse
 import difflib
 import json
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -40,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from appliance.errors import UserError
 from appliance.files import atomic_write
 from appliance.safety import inside, printable
+from appliance.workdir import check_report_path
 
 #: jwst's regression-test tolerances (``rtol``, ``atol``).
 DEFAULT_RTOL = 1e-5
@@ -229,19 +229,6 @@ def parse_extension_tolerances(items: list[str], rtol: float, atol: float) -> To
         key = int(name) if name.isdigit() else name.upper()
         ext[key] = (r, a)
     return Tolerances(rtol, atol, ext)
-
-
-def check_report_path(path: Path | None, flag: str) -> None:
-    """A report can only be written into an existing, writable directory: checked before any work."""
-    if path is None:
-        return
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UserError(f"{path}: {flag}: expected a file name, found a directory")
-    if not parent.is_dir():
-        raise UserError(f"{path}: {flag}: the directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{path}: {flag}: the directory {parent} is not writable")
 
 
 def cmd_compare(args) -> int:

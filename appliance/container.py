@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from appliance.errors import UserError, WorkFailed, short_reason
+from appliance.workdir import check_workdir
 from appliance.pin import (
     IMAGE_DIGEST_ENV,
     IMAGE_ID_ENV,
@@ -470,7 +471,7 @@ def plan_run(args, recipe, environ=os.environ) -> RunPlan:
     """Mounts, user, network and environment of the container for ``recipe``."""
     workdir = Path(os.path.abspath(args.workdir or Path("work") / args.recipe.stem))
     uid, gid, groups = _user(args.user)
-    check_workdir(workdir, uid, [gid, *groups])
+    check_workdir_for(workdir, uid, [gid, *groups])
 
     recipe_file = Path(os.path.abspath(recipe.path))
     _local_inputs(recipe)  # missing files and checksum mismatches: one line now, not in the container
@@ -540,18 +541,10 @@ def _user(spec: str | None) -> tuple[int, int, list[int]]:
     return uid, int(m.group(2) or uid), []
 
 
-def check_workdir(workdir: Path, uid: int, gids: list[int]) -> None:
-    """The workdir (or the directory it will be made in) must be writable by ``uid`` and by us."""
-    if workdir.exists() and not workdir.is_dir():
-        raise UserError(f"{workdir}: --workdir: expected a directory, found a file")
-    probe = workdir
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserError(f"{workdir}: --workdir: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{workdir}: --workdir: the directory {probe} is not writable")
-    if probe == workdir and not _writable_by(workdir, uid, gids):
+def check_workdir_for(workdir: Path, uid: int, gids: list[int]) -> None:
+    """The workdir (or the directory it will be made in) must be writable by us, and by ``uid`` if it exists."""
+    check_workdir(workdir)
+    if workdir.is_dir() and not _writable_by(workdir, uid, gids):
         raise UserError(f"{workdir}: --workdir: not writable by uid {uid} (the container's user); "
                         f"fix its permissions or pass --user")
 

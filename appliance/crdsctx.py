@@ -14,6 +14,8 @@ from pathlib import Path
 
 from appliance.errors import UserError, short_reason
 from appliance.files import utc_now
+from appliance.pipelines import STAGES
+from appliance.workdir import CRDS_CACHE_DIR
 
 # Any address that cannot resolve: in local mode nothing should ever be asked of
 # a server, and an unresolvable name fails at once where an outbound
@@ -80,7 +82,7 @@ def choose_settings(
         if env_path and cache_holds_context(Path(env_path), context):
             path = Path(env_path)
         else:
-            path = workdir / "crds_cache"
+            path = workdir / CRDS_CACHE_DIR
         return CrdsSettings(context, str(path), "local", OFFLINE_SERVER_URL, use_step_pars)
     mode = environ.get("CRDS_MODE", "local")
     default_url = OFFLINE_SERVER_URL if mode == "local" else "https://jwst-crds.stsci.edu"
@@ -122,7 +124,6 @@ def prepare_cache(settings: CrdsSettings, simulated: bool) -> None:
 # `config/jwst/server_config`, which local mode reads.
 
 DEFAULT_SERVER_URL = "https://jwst-crds.stsci.edu"
-PIPELINE_CLASS_NAMES = {"detector1": "Detector1Pipeline", "image2": "Image2Pipeline", "image3": "Image3Pipeline"}
 
 
 def needs_prefetch(context: str, environ=os.environ, *, simulated: bool = False) -> bool:
@@ -159,11 +160,9 @@ def stage_reftypes(stages, *, skipped_steps=frozenset(), use_step_pars: bool = T
     them on); steps the recipe skips (``skipped_steps``: ``(stage, step)``
     pairs) are not.  Imports jwst.
     """
-    import jwst.pipeline
-
     types = set()
     for stage in stages:
-        cls = getattr(jwst.pipeline, PIPELINE_CLASS_NAMES[stage])
+        cls = STAGES[stage].pipeline_class()
         if use_step_pars:
             types.add(cls.get_config_reftype())
         for name, step in cls.step_defs.items():

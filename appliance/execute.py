@@ -17,10 +17,8 @@ from rich.console import Console
 
 from appliance.errors import WorkFailed
 from appliance.files import is_temporary
-from appliance.plan import Plan, Task
-
-# Directories whose new or changed files are a task's outputs.
-OUTPUT_DIRS = ("uncal", "stage1", "stage2", "stage3", "postprocess")
+from appliance.graph import Plan, Task
+from appliance.workdir import OUTPUT_DIRS, log_path
 
 
 @dataclass
@@ -61,10 +59,6 @@ def snapshot(workdir: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def log_path(workdir: Path, task: Task) -> Path:
-    return workdir / "logs" / (task.id.replace(":", "_") + ".log")
-
-
 class SerialExecutor:
     """Run the tasks one after another in this process."""
 
@@ -79,7 +73,7 @@ class SerialExecutor:
             label = f"[{n}/{len(ordered)}] {task.kind:<9} {task.id.partition(':')[2]}"
             before = snapshot(workdir)
             t0 = time.perf_counter()
-            log = log_path(workdir, task)
+            log = log_path(workdir, task.id)
             log.parent.mkdir(parents=True, exist_ok=True)
             with self.console.status(label):
                 try:

@@ -33,13 +33,13 @@ import tempfile
 from pathlib import Path
 
 from appliance.errors import UserError
+from appliance.pipelines import STAGES
 from appliance.safety import printable
+from appliance.workdir import INPUT_DIR_OF_KIND, LOGS_DIR, association_name, check_new_directory, check_workdir
 
 SCRIPT_NAME = "reduce.sh"
 PARAMS_DIR = "params"
 ASN_DIR = "asn"
-PIPELINE_CLASSES = {"detector1": "Detector1Pipeline", "image2": "Image2Pipeline", "image3": "Image3Pipeline"}
-PIPELINE_ALIASES = {"detector1": "calwebb_detector1", "image2": "calwebb_image2", "image3": "calwebb_image3"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -114,8 +114,8 @@ def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, forc
     recipe = prepared.recipe
     exposures, local_files = resolve_exposures(recipe, inputs_dir)
     plan = build_plan(recipe, exposures)
-    stage_tasks = [t for t in plan.tasks if t.kind in PIPELINE_CLASSES]
-    skipped = [t.id for t in plan.tasks if t.kind not in PIPELINE_CLASSES]
+    stage_tasks = [t for t in plan.tasks if t.kind in STAGES]
+    skipped = [t.id for t in plan.tasks if t.kind not in STAGES]
 
     parent = out.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -140,21 +140,17 @@ def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, forc
 
 
 def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: --out: expected a directory, found a file")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise UserError(f"{out}: --out: the directory exists and is not empty (pass --force to replace it)")
+    if force and out.is_dir() and any(out.iterdir()):
         if not (out / SCRIPT_NAME).is_file():
-            raise UserError(f"{out}: --out: not an earlier export (no {SCRIPT_NAME}); refusing to replace it")
-    from appliance.reduce import require_writable
-
-    require_writable(out, "--out")
+            raise UserError(f"{printable(out)}: --out: not an earlier export (no {SCRIPT_NAME}); refusing to replace it")
+        check_workdir(out, "--out")
+    else:
+        check_new_directory(out, "--out", "pass --force to replace it")
 
 
 def resolve_exposures(recipe, inputs_dir: Path | None):
     """The plan's exposures, and the local input files (for their pinned checksums) when the recipe has them."""
-    from appliance.plan import INPUT_DIR_OF_KIND, exposure_from_header
+    from appliance.plan import exposure_from_header
     from appliance.recipe import resolve_local_inputs
 
     if inputs_dir is not None:
@@ -195,7 +191,6 @@ def write_parameter_file(recipe, stage: str, directory: Path) -> Path:
     writing), then read back with ``Pipeline.from_config_file`` and checked
     to carry every parameter of the recipe.
     """
-    import jwst.pipeline
     try:
         from stpipe.config import StepConfig
     except ImportError:  # stpipe 1.x keeps the ASDF config writer (what Step.export_config uses) here
@@ -204,7 +199,7 @@ def write_parameter_file(recipe, stage: str, directory: Path) -> Path:
 
     from appliance.recipe import step_parameters
 
-    cls = getattr(jwst.pipeline, PIPELINE_CLASSES[stage])
+    cls = STAGES[stage].pipeline_class()
     steps = step_parameters(recipe, stage)
     configs = []
     for name, step_class in cls.step_defs.items():  # the pipeline's own order
@@ -212,7 +207,7 @@ def write_parameter_file(recipe, stage: str, directory: Path) -> Path:
             configs.append(StepConfig(get_fully_qualified_class_name(step_class), name, _plain(steps[name]), []))
     config = StepConfig(get_fully_qualified_class_name(cls), cls.__name__, {}, configs)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{PIPELINE_ALIASES[stage]}.asdf"
+    path = directory / f"{STAGES[stage].alias}.asdf"
     with config.to_asdf() as af:
         af.write_to(str(path))
     pipeline = cls.from_config_file(str(path))
@@ -271,7 +266,6 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
 
     from appliance import __version__
     from appliance.crdsctx import OFFLINE_SERVER_URL
-    from appliance.plan import STAGE_DIRS
 
     q = shlex.quote
     exposures = list(plan.exposures)
@@ -333,7 +327,7 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
         lines.append("unset STPIPE_DISABLE_CRDS_STEPPARS  # CRDS pars-* step parameters apply, as in the recipe")
     else:
         lines.append("export STPIPE_DISABLE_CRDS_STEPPARS=True  # the recipe turns pars-* step parameters off")
-    dirs = sorted({STAGE_DIRS[s] for s in plan.stages} | {e.path.split("/")[0] for e in exposures} | {"logs"})
+    dirs = sorted({STAGES[s].output_dir for s in plan.stages} | {e.path.split("/")[0] for e in exposures} | {LOGS_DIR})
     lines += [
         "",
         'mkdir -p ' + " ".join(f'"$WORKDIR"/{q(d)}' for d in dirs),
@@ -365,9 +359,9 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
                          f'|| {{ printf "error: %s: not the file the recipe pins\\n" {q(name)} >&2; exit 2; }}')
     current_stage = None
     for task in tasks:
-        alias = PIPELINE_ALIASES[task.kind]
+        alias = STAGES[task.kind].alias
         params = f'"$HERE"/{q(f"{PARAMS_DIR}/{alias}.asdf")}'
-        out_dir = f'"$WORKDIR"/{q(STAGE_DIRS[task.kind])}'
+        out_dir = f'"$WORKDIR"/{q(STAGES[task.kind].output_dir)}'
         if task.kind != current_stage:
             current_stage = task.kind
             lines += ["", {
@@ -379,7 +373,7 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
         if task.kind == "detector1":
             source = task.inputs[0]
         else:
-            asn = f"{task.params['product_name']}_{task.kind}_asn.json"
+            asn = association_name(task.params["product_name"], task.kind)
             source = f"{Path(task.inputs[0]).parent.as_posix()}/{asn}"
             lines.append(f'cp -- "$HERE"/{q(f"{ASN_DIR}/{asn}")} "$WORKDIR"/{q(source)}')
         where = f'"$WORKDIR"/{q(Path(source).parent.as_posix())}'

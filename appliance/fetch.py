@@ -15,21 +15,18 @@ fetched is written to the fetch record ``WORKDIR/inputs.json``:
 
 ``run`` (through :func:`appliance.sources.mast.materialise`) reuses the
 listed files when their size and sha256 still match, without a network call.
-The record is replaced atomically (temporary file + rename).
+The record itself (its format, reading and replacing it) is :mod:`appliance.workdir`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.files import atomic_write
+from appliance.workdir import FETCH_RECORD, check_workdir, load_fetch_record, update_fetch_record
 
-FETCH_RECORD = "inputs.json"
-RECORD_VERSION = 1
 
 
 @dataclass
@@ -71,7 +68,7 @@ def fetch(recipe_path, workdir, *, allow_env_mismatch: bool = False) -> FetchRep
     started = time.perf_counter()
     user_env = dict(os.environ)  # prepare() points CRDS at the offline address; fetch needs the user's
     workdir = Path(workdir)
-    reduce.check_workdir(workdir)
+    check_workdir(workdir)
     prepared = reduce.prepare(Path(recipe_path), workdir, allow_env_mismatch=allow_env_mismatch)
     recipe, settings = prepared.recipe, prepared.settings
     workdir.mkdir(parents=True, exist_ok=True)
@@ -141,47 +138,3 @@ def _file_record(f, workdir: Path) -> dict:
 
     return {"name": f.path.relative_to(workdir).as_posix(), "size": f.path.stat().st_size,
             "sha256": file_sha256(f.path), "origin": f.origin, "fetched_at": f.fetched_at}
-
-
-# --------------------------------------------------------------------------- the record
-
-
-def load_fetch_record(workdir: Path) -> dict | None:
-    """The fetch record of ``workdir``, or None when there is none (or it is unreadable or malformed).
-
-    The files it lists are only reused when each entry names a plain path
-    inside the workdir with a size and a sha256 (a record is no more trusted
-    than a manifest).
-    """
-    from appliance.errors import UserError
-    from appliance.safety import MANIFEST_SIZE_LIMIT, SHA256, read_regular_file, safe_relative
-
-    path = Path(workdir) / FETCH_RECORD
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(read_regular_file(path, "fetch record", MANIFEST_SIZE_LIMIT).decode("utf-8"))
-    except (UserError, ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or data.get("record") != "appliance-fetch":
-        return None
-    files = data.get("files", [])
-    ok = isinstance(files, list) and all(
-        isinstance(f, dict) and safe_relative(f.get("name")) and isinstance(f.get("size"), int)
-        and isinstance(f.get("sha256"), str) and SHA256.fullmatch(f["sha256"]) for f in files)
-    return data if ok else None
-
-
-def update_fetch_record(workdir: Path, **fields) -> dict:
-    """Merge ``fields`` into the fetch record and replace it atomically."""
-    record = load_fetch_record(workdir) or {"record": "appliance-fetch", "version": RECORD_VERSION}
-    if "query" in fields and record.get("query") != fields["query"]:
-        record.pop("crds", None)
-    record.update(fields)
-    if "query" in fields:
-        record["input_kind"] = "mast"
-    elif fields.get("input_kind", "mast") != "mast":
-        for key in ("query", "complete", "mast_base_url"):  # a MAST record no longer describes these files
-            record.pop(key, None)
-    atomic_write(Path(workdir) / FETCH_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n", durable=True)
-    return record

@@ -21,11 +21,10 @@ from typing import Any
 
 from appliance.errors import UserError
 from appliance.files import atomic_write, file_sha256
+from appliance.workdir import MANIFEST_NAME, SUMS_NAME
 from appliance.safety import MANIFEST_SIZE_LIMIT, SHA256, inside, printable, read_regular_file, safe_relative
 
 MANIFEST_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-SUMS_NAME = "SHA256SUMS"
 TOOL_NAME = "jwst-reduction-appliance"
 
 #: Distributions whose versions are repeated at the top of ``environment``.

@@ -1,85 +1,29 @@
-"""Recipe → task graph.
+"""Recipe + exposures → the task graph (:mod:`appliance.graph`).
 
-The graph is plain data: each task names its kind, its parameters, the
-workdir-relative files it reads and the main files it writes, and the tasks it
-waits for.  Executors only walk it, so a serial, a parallel or a distributed
-executor run the same graph, and a task's key (a hash of its kind, parameters,
-input digests and environment) makes resume and no-op re-runs cheap later on.
+Each task names its kind, its parameters, the workdir-relative files it reads
+and the main files it writes, and the tasks it waits for: detector1 per
+exposure, image2 per exposure, image3 per filter, then the post-processing
+operations (:mod:`appliance.postprocess.planner`).  The exposures come from
+their headers (:func:`exposure_from_header`), every value that reaches a file
+name checked first.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from appliance.associations import level3_product_name
 from appliance.errors import UserError
+from appliance.graph import Exposure, Plan, Task
+from appliance.pipelines import KIND_FIRST_STAGE, STAGES
+from appliance.recipe import Recipe, stages_to_run, step_parameters
 from appliance.safety import FILTER, OBSERVATION, PROGRAM, check_name, is_name, printable
-from appliance.recipe import KIND_FIRST_STAGE, Recipe, stages_to_run, step_parameters
-
-# The directory each stage writes, as in the reference workflow; the inputs of
-# a recipe that starts at a later stage are placed where that stage reads them.
-STAGE_DIRS = {"inputs": "uncal", "detector1": "stage1", "image2": "stage2", "image3": "stage3"}
-INPUT_DIR_OF_KIND = {"uncal": "uncal", "rate": "stage1", "cal": "stage2"}
+from appliance.workdir import INPUT_DIR_OF_KIND
 
 
-@dataclass(frozen=True)
-class Exposure:
-    """One exposure of the observation, as its header describes it."""
-
-    name: str  # the file name without the _<suffix>.fits ending
-    kind: str  # uncal | rate | cal
-    filter: str
-    program: str
-    observation: str
-    ngroups: int = 0  # the size, for the resource estimate (0: unknown)
-    nints: int = 0
-    pixels: int = 0
-
-    @property
-    def path(self) -> str:
-        return f"{INPUT_DIR_OF_KIND[self.kind]}/{self.name}_{self.kind}.fits"
-
-
-@dataclass(frozen=True)
-class Task:
-    id: str
-    kind: str
-    params: dict[str, Any]
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    deps: tuple[str, ...] = ()
-
-    def key(self, input_digests: dict[str, str], environment: dict[str, Any]) -> str:
-        """What makes this task's result unique; equal keys mean equal outputs."""
-        blob = json.dumps(
-            {
-                "kind": self.kind,
-                "params": self.params,
-                "inputs": [input_digests.get(p) for p in self.inputs],
-                "environment": environment,
-            },
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Plan:
-    stages: tuple[str, ...]  # the stages that run, in order
-    exposures: tuple[Exposure, ...]
-    tasks: tuple[Task, ...] = field(default_factory=tuple)
-
-    def as_dict(self) -> dict:
-        return {
-            "stages": list(self.stages),
-            "exposures": [asdict(e) for e in self.exposures],
-            "tasks": [asdict(t) for t in self.tasks],
-        }
+def product_path(stage: str, name: str) -> str:
+    """The workdir path of a stage's main product for ``name`` (an exposure or a level-3 product)."""
+    return f"{STAGES[stage].output_dir}/{name}_{STAGES[stage].product_suffix}.fits"
 
 
 def exposure_from_header(path: Path) -> Exposure:
@@ -141,12 +85,12 @@ def build_plan(recipe: Recipe, exposures: list[Exposure]) -> Plan:
 
     if "detector1" in stages:
         for e in exposures:
-            out = f"stage1/{e.name}_rate.fits"
+            out = product_path("detector1", e.name)
             tasks.append(Task(f"detector1:{e.name}", "detector1", {"steps": steps("detector1")}, (current[e.name],), (out,)))
             current[e.name], producer[e.name] = out, f"detector1:{e.name}"
     if "image2" in stages:
         for e in exposures:
-            out = f"stage2/{e.name}_cal.fits"
+            out = product_path("image2", e.name)
             deps = (producer[e.name],) if e.name in producer else ()
             params = {"steps": steps("image2"), "product_name": e.name}
             tasks.append(Task(f"image2:{e.name}", "image2", params, (current[e.name],), (out,), deps))
@@ -157,7 +101,7 @@ def build_plan(recipe: Recipe, exposures: list[Exposure]) -> Plan:
             product = level3_product_name(members[0].program, members[0].observation, filt)
             deps = tuple(producer[e.name] for e in members if e.name in producer)
             params = {"steps": steps("image3"), "product_name": product}
-            outs = (f"stage3/{product}_i2d.fits",)
+            outs = (product_path("image3", product),)
             inputs = tuple(current[e.name] for e in members)
             tasks.append(Task(f"image3:{filt}", "image3", params, inputs, outs, deps))
     if recipe.postprocess:

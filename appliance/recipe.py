@@ -25,7 +25,6 @@ import dataclasses
 import difflib
 import glob
 import hashlib
-import importlib
 import json
 import os
 import re
@@ -39,22 +38,17 @@ from typing import Any, Mapping
 from appliance.errors import UserError
 from appliance.files import file_sha256
 from appliance.safety import RECIPE_SIZE_LIMIT, inside, read_regular_file
+from appliance.pipelines import KIND_FIRST_STAGE, STAGE_ORDER
+from appliance.pipelines import STAGES as PIPELINE_STAGES
 from appliance.postprocess import OPERATIONS, check_parameter
 
 SCHEMA_VERSION = 1
-STAGES = ("detector1", "image2", "image3")
-PIPELINE_CLASSES = {
-    "detector1": "jwst.pipeline.Detector1Pipeline",
-    "image2": "jwst.pipeline.Image2Pipeline",
-    "image3": "jwst.pipeline.Image3Pipeline",
-}
+STAGES = STAGE_ORDER
 INPUT_KINDS = ("simulate", "local", "mast")
 
 #: File-name ending of a local input -> its product kind.  ``_uncal`` is
 #: tested first so that it is never mistaken for ``_cal``.
 LOCAL_SUFFIXES = {"_uncal.fits": "uncal", "_rate.fits": "rate", "_cal.fits": "cal"}
-#: Product kind -> the first stage that reads it.
-KIND_FIRST_STAGE = {"uncal": "detector1", "rate": "image2", "cal": "image3"}
 MAST_PRODUCTS = ("uncal", "rate", "cal")
 
 #: Used until ``appliance.simulate.SimParams`` exists (see :func:`_simulate_fields`).
@@ -840,8 +834,7 @@ def _pipeline_specs(stage: str) -> tuple[dict[str, dict[str, str]], dict[str, st
     Uses the pipeline's own ``load_spec_file``, which merges each step's spec
     with stpipe's generic Step parameters and adds ``override_<reftype>``.
     """
-    module, _, name = PIPELINE_CLASSES[stage].rpartition(".")
-    pipeline = getattr(importlib.import_module(module), name)
+    pipeline = PIPELINE_STAGES[stage].pipeline_class()
     spec = pipeline.load_spec_file()["steps"]
     specs = {
         step: {p: str(c) for p, c in spec[step].items() if p not in _STRUCTURAL_STEP_KEYS}

@@ -16,10 +16,13 @@ from appliance import crdsctx, manifest
 from appliance.errors import UserError
 from appliance.files import file_sha256, utc_now
 from appliance.execute import SerialExecutor
-from appliance.plan import Exposure, Plan, build_plan, exposure_from_header
+from appliance.graph import Exposure, Plan
+from appliance.plan import build_plan, exposure_from_header
 from appliance.recipe import Recipe, environment_mismatches, load_recipe, resolve_local_inputs, validate_steps
-from appliance.resources import Estimate, estimate, nearest_existing, refuse_beyond
+from appliance.pipelines import STAGES
+from appliance.resources import Estimate, estimate, refuse_beyond
 from appliance.safety import printable
+from appliance.workdir import check_workdir, load_fetch_record
 
 
 @dataclass(frozen=True)
@@ -68,20 +71,6 @@ def prepare(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = Fals
 
         check_recipe(recipe)
     return Prepared(recipe, settings, tuple(mismatches))
-
-
-def check_workdir(workdir: Path) -> None:
-    """The workdir must be a directory we can write, or creatable."""
-    if workdir.exists() and not workdir.is_dir():
-        raise UserError(f"{workdir}: --workdir: expected a directory, found a file")
-    require_writable(workdir, "--workdir")
-
-
-def require_writable(path: Path, flag: str) -> None:
-    """``path`` can be created or written: its nearest existing ancestor is a writable directory."""
-    probe = nearest_existing(path)
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{path}: {flag}: the directory {probe} is not writable")
 
 
 def planned_exposures(recipe: Recipe) -> list[Exposure] | None:
@@ -175,8 +164,6 @@ def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, c
         env_mismatches=list(prepared.mismatches),
     )
     environment["crds_references"] = reference_checksums(products, Path(settings.path))
-    from appliance.fetch import load_fetch_record
-
     fetched = (load_fetch_record(workdir) or {}).get("crds")
     if fetched:  # where and when `fetch` got the references (server, time, per-file state)
         environment["crds_fetch"] = fetched
@@ -196,9 +183,9 @@ def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, c
 
 def run_task(task, workdir: Path, log: Path) -> None:
     """Run one task of the plan: a jwst stage, or a registered post-processing operation."""
-    from appliance.stages import PIPELINE_CLASS_NAMES, run_stage
+    from appliance.stages import run_stage
 
-    if task.kind in PIPELINE_CLASS_NAMES:
+    if task.kind in STAGES:
         run_stage(task, workdir, log)
     else:
         from appliance.postprocess import run_task as run_operation

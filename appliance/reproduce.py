@@ -41,6 +41,7 @@ from urllib.parse import unquote, urlparse
 from appliance.errors import UserError, WorkFailed
 from appliance.files import atomic_write
 from appliance.safety import is_name, printable
+from appliance.workdir import INPUT_DIR_OF_KIND, check_new_directory, check_report_path, update_fetch_record
 
 RECIPE_DIR = "recipe"
 
@@ -83,8 +84,8 @@ def cmd_reproduce(args) -> int:
     tolerances = compare.parse_extension_tolerances(args.ext_tol, args.rtol, args.atol)
     if (args.ext_tol or args.rtol != compare.DEFAULT_RTOL or args.atol != compare.DEFAULT_ATOL) and not args.tolerance:
         raise UserError("--rtol/--atol/--ext-tol: only meaningful with --tolerance")
-    compare.check_report_path(args.report_md, "--report-md")
-    compare.check_report_path(args.junit, "--junit")
+    check_report_path(args.report_md, "--report-md")
+    check_report_path(args.junit, "--junit")
     result = reproduce(args.manifest, args.workdir, tolerance=args.tolerance, tolerances=tolerances,
                        allow_env_mismatch=args.allow_env_mismatch, docker=args.docker,
                        fetch_references=not args.no_fetch_references)
@@ -182,15 +183,9 @@ def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None
 
 
 def _check_workdir(workdir: Path, recorded_path: Path) -> None:
-    if workdir.exists() and not workdir.is_dir():
-        raise UserError(f"{workdir}: --workdir: expected a directory, found a file")
-    if workdir.is_dir() and any(workdir.iterdir()):
-        raise UserError(f"{workdir}: --workdir: the directory exists and is not empty (reproduce into a new one)")
     if workdir.absolute() == recorded_path.absolute().parent:
-        raise UserError(f"{workdir}: --workdir: that is the recorded run's own directory")
-    from appliance.reduce import require_writable
-
-    require_writable(workdir, "--workdir")
+        raise UserError(f"{printable(workdir)}: --workdir: that is the recorded run's own directory")
+    check_new_directory(workdir, "--workdir", "reproduce into a new one")
 
 
 def _check_recorded_products(recorded: dict, recorded_path: Path) -> None:
@@ -460,13 +455,10 @@ def _restore_simulated(recipe, inputs: list[dict], stage: Path) -> None:
 
 
 def _restore_mast(recipe, inputs: list[dict], stage: Path) -> None:
-    from appliance.fetch import update_fetch_record
     from appliance.sources.mast import MastClient, Product, query_dict
 
     client = MastClient()
     records = []
-    from appliance.plan import INPUT_DIR_OF_KIND
-
     expected_dir = INPUT_DIR_OF_KIND[recipe.mast.product]
     for record in inputs:
         origin = str(record.get("origin", ""))

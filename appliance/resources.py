@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import UserError
+from appliance.workdir import nearest_existing
 
 GB = 1e9
 GIB = 1 << 30
@@ -118,14 +119,6 @@ def machine_memory() -> float:
         if text.isdigit():
             total = min(total, float(text))
     return total
-
-
-def nearest_existing(path: Path) -> Path:
-    """``path`` itself or its closest ancestor that exists (where it would be created)."""
-    probe = Path(path).absolute()
-    while not probe.exists():
-        probe = probe.parent
-    return probe
 
 
 def refuse_beyond(estimate_: Estimate, workdir: Path, where: str) -> None:

@@ -12,13 +12,8 @@ from contextlib import chdir, contextmanager
 from pathlib import Path
 
 from appliance.associations import write_level2, write_level3
-from appliance.plan import STAGE_DIRS, Task
-
-PIPELINE_CLASS_NAMES = {
-    "detector1": "Detector1Pipeline",
-    "image2": "Image2Pipeline",
-    "image3": "Image3Pipeline",
-}
+from appliance.graph import Task
+from appliance.pipelines import STAGES
 # The loggers jwst's steps write to (jwst.stpipe.core.JwstStep.get_stpipe_loggers).
 LOGGER_NAMES = ("jwst", "stcal", "stdatamodels", "stpipe", "tweakwcs", "CRDS", "py.warnings")
 
@@ -67,10 +62,9 @@ def stage_input(task: Task, workdir: Path) -> Path:
 
 def run_stage(task: Task, workdir: Path, log_path: Path) -> None:
     """Run one stage task with the real jwst pipeline; exceptions propagate to the executor."""
-    import jwst.pipeline
-
-    pipeline = getattr(jwst.pipeline, PIPELINE_CLASS_NAMES[task.kind])
-    output_dir = workdir / STAGE_DIRS[task.kind]
+    stage = STAGES[task.kind]
+    pipeline = stage.pipeline_class()
+    output_dir = workdir / stage.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
     source = stage_input(task, workdir)
     # calwebb_image2 opens association members relative to the working directory

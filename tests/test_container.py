@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import textwrap
 import tomllib
 from pathlib import Path
 
@@ -344,13 +343,13 @@ def test_run_plan_absolute_inputs(tmp_path, monkeypatch):
 def test_workdir_checks(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="expected a directory, found a file"):
-        container.check_workdir(tmp_path / "file", os.getuid(), [])
+        container.check_workdir_for(tmp_path / "file", os.getuid(), [])
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o755)
     other = os.getuid() + 4321
     with pytest.raises(UserError, match=rf"not writable by uid {other}"):
-        container.check_workdir(locked, other, [other])
-    container.check_workdir(tmp_path / "new" / "deeper", os.getuid(), [])  # creatable
+        container.check_workdir_for(locked, other, [other])
+    container.check_workdir_for(tmp_path / "new" / "deeper", os.getuid(), [])  # creatable
     assert not (tmp_path / "new").exists()
 
 

@@ -5,7 +5,7 @@ from rich.console import Console
 
 from appliance.errors import WorkFailed
 from appliance.execute import SerialExecutor, topological
-from appliance.plan import Plan, Task
+from appliance.graph import Plan, Task
 
 
 def task(id, deps=()):

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import UserError
-from appliance.plan import Exposure, build_plan
+from appliance.graph import Exposure
+from appliance.plan import build_plan
 from appliance.recipe import stages_to_run
 from appliance.recipe import parse_recipe
 

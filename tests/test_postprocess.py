@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from appliance.errors import UserError
-from appliance.plan import Exposure, Task, build_plan
+from appliance.graph import Exposure, Task
+from appliance.plan import build_plan
 from appliance.postprocess import OPERATIONS, REGISTRY, check_parameter, resolved_params, run_task
 from appliance.recipe import parse_recipe
 

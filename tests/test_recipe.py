@@ -13,8 +13,8 @@ import pytest
 
 from appliance.errors import UserError
 from appliance.postprocess import OPERATIONS, registered_names
+from appliance.files import file_sha256
 from appliance.recipe import (
-    PIPELINE_CLASSES,
     STAGES,
     Environment,
     LocalFile,
@@ -24,7 +24,6 @@ from appliance.recipe import (
     RecipeError,
     StageConfig,
     environment_mismatches,
-    file_sha256,
     first_stage,
     load_recipe,
     parse_recipe,
@@ -181,11 +180,6 @@ def test_parse_does_not_import_jwst():
         "assert 'jwst' not in sys.modules, 'jwst imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
-
-
-def test_pipeline_classes_names():
-    assert set(PIPELINE_CLASSES) == set(STAGES)
-    assert PIPELINE_CLASSES["image3"] == "jwst.pipeline.Image3Pipeline"
 
 
 # ------------------------------------------------------------- inputs: local

@@ -19,7 +19,7 @@ import pytest
 from astropy.io import fits
 
 from appliance import cli
-from appliance.plan import Exposure, Plan, Task
+from appliance.graph import Exposure, Plan, Task
 from conftest import ROOT, run_cli
 
 DEMO = (ROOT / "recipes" / "demo.toml").read_text()

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from appliance.files import file_sha256
 from appliance.safety import inside
+from appliance.workdir import POSTPROCESS_DIR
 
 # ------------------------------------------------------------------ registry
 
@@ -189,7 +190,6 @@ def _num(x: float) -> str:
 
 # ------------------------------------------------------------------- planning
 
-POSTPROCESS_DIR = "postprocess"
 
 
 def _filter_key(name: str) -> tuple:

@@ -20,10 +20,10 @@ import re
 from pathlib import Path
 
 from appliance.files import writing
+from appliance.pipelines import STAGES
 from appliance.postprocess.common import log
 
 KEY_PACKAGES = ("jwst", "stcal", "stdatamodels", "stpipe", "crds", "photutils", "astropy", "numpy", "scipy", "matplotlib")
-STAGE_DIRS = (("stage1", "_rate.fits"), ("stage2", "_cal.fits"), ("stage3", "_i2d.fits"))
 STATUS_CLASS = {"COMPLETE": "ok", "SKIPPED": "skip", "FAILED": "fail"}
 
 CSS = """
@@ -56,7 +56,7 @@ def _status_tables(workdir: Path) -> str:
     from astropy.io import fits
 
     parts = []
-    for stage, suffix in STAGE_DIRS:
+    for stage, suffix in ((s.output_dir, f"_{s.product_suffix}.fits") for s in STAGES.values()):
         rows = []
         for path in sorted((workdir / stage).glob(f"*{suffix}")):
             header = fits.getheader(path, 0)

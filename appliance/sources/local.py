@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from appliance.files import file_sha256, writing
-from appliance.plan import INPUT_DIR_OF_KIND
+from appliance.workdir import INPUT_DIR_OF_KIND
 from appliance.recipe import resolve_local_inputs
 from appliance.sources import InputFile
 

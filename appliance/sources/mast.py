@@ -12,7 +12,7 @@ cut), is hashed as it arrives, checked against MAST's size and renamed to
 ``<dir>/<name>`` only when complete.  There is no fsync: a file is reused
 only when it matches the size and sha256 in the fetch record, so a file torn
 by a power cut is detected and fetched again like any other mismatch.  ``fetch`` leaves a fetch record
-(``inputs.json``, see :mod:`appliance.fetch`); :func:`materialise` uses the
+(``inputs.json``, see :mod:`appliance.workdir`); :func:`materialise` uses the
 files it lists without touching the network when they still match their
 recorded size and sha256.
 
@@ -45,6 +45,7 @@ from urllib.parse import quote
 from appliance.errors import UserError, WorkFailed, short_reason
 from appliance.files import file_sha256, utc_now
 from appliance.sources import InputFile
+from appliance.workdir import INPUT_DIR_OF_KIND, load_fetch_record, update_fetch_record
 
 DEFAULT_BASE_URL = "https://mast.stsci.edu"
 TOKEN_VARIABLE = "MAST_API_TOKEN"
@@ -118,8 +119,6 @@ def query_dict(query) -> dict:
 
 def materialise(recipe, workdir: Path) -> list[InputFile]:
     """The recipe's MAST files in the workdir: those ``fetch`` left if they still verify, else downloaded."""
-    from appliance.fetch import load_fetch_record
-
     workdir = Path(workdir)
     record = load_fetch_record(workdir)
     if record is not None and record.get("complete") and record.get("query") == query_dict(recipe.mast):
@@ -131,9 +130,6 @@ def materialise(recipe, workdir: Path) -> list[InputFile]:
 
 def fetch_inputs(recipe, workdir: Path, *, client: MastClient | None = None) -> list[Fetched]:
     """Query MAST for the recipe's products and download what is not already here; updates the fetch record."""
-    from appliance.fetch import load_fetch_record, update_fetch_record
-    from appliance.plan import INPUT_DIR_OF_KIND
-
     workdir = Path(workdir)
     query = recipe.mast
     client = client or MastClient()
