@@ -91,9 +91,9 @@ def default_workdir(args) -> Path:
 
 
 def cmd_run(args) -> int:
-    from appliance import reduce
+    from appliance import reduction
 
-    path = reduce.run(recipe_path(args.recipe), default_workdir(args), allow_env_mismatch=args.allow_env_mismatch)
+    path = reduction.run(recipe_path(args.recipe), default_workdir(args), allow_env_mismatch=args.allow_env_mismatch)
     print(f"manifest: {path}")
     return 0
 
@@ -107,9 +107,9 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from appliance import reduce
+    from appliance import session
 
-    prepared, plan, cost = reduce.check(recipe_path(args.recipe), default_workdir(args))
+    prepared, plan, cost = session.check(recipe_path(args.recipe), default_workdir(args))
     recipe = prepared.recipe
     if args.json:
         print(json.dumps({"recipe": recipe.name, "crds": prepared.settings.as_dict(),

@@ -32,7 +32,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from appliance import crdsenv
 from appliance.errors import UserError
+from appliance.session import planned_exposures, prepare
 from appliance.pipelines import STAGES
 from appliance.safety import printable
 from appliance.workdir import INPUT_DIR_OF_KIND, LOGS_DIR, association_name, check_new_directory, check_workdir
@@ -102,15 +104,13 @@ def _grouped(task_ids: list[str]) -> str:
 def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, force: bool = False,
            allow_env_mismatch: bool = False) -> Exported:
     """Write the parameter files, associations and ``reduce.sh`` for the recipe into ``out``."""
-    from appliance import reduce
     from appliance.plan import build_plan
 
     out = Path(out)
     _check_out(out, force)
     if inputs_dir is not None and not Path(inputs_dir).is_dir():
         raise UserError(f"{inputs_dir}: --inputs: no such directory")
-    # Loads and checks the recipe and sets the CRDS environment before jwst is imported.
-    prepared = reduce.prepare(Path(recipe_path), out.absolute(), allow_env_mismatch=allow_env_mismatch)
+    prepared = prepare(Path(recipe_path), out.absolute(), allow_env_mismatch=allow_env_mismatch)
     recipe = prepared.recipe
     exposures, local_files = resolve_exposures(recipe, inputs_dir)
     plan = build_plan(recipe, exposures)
@@ -121,8 +121,9 @@ def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, forc
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.export-"))
     try:
-        params = [write_parameter_file(recipe, stage, tmp / PARAMS_DIR) for stage in plan.stages]
-        associations = write_associations(stage_tasks, tmp / ASN_DIR)
+        with crdsenv.applied(prepared.settings):  # jwst writes and reads back the parameter files
+            params = [write_parameter_file(recipe, stage, tmp / PARAMS_DIR) for stage in plan.stages]
+            associations = write_associations(stage_tasks, tmp / ASN_DIR)
         script_text = render_script(recipe, prepared.settings, plan, stage_tasks, local_files, skipped)
         script = tmp / SCRIPT_NAME
         script.write_text(script_text, encoding="utf-8")
@@ -167,8 +168,6 @@ def resolve_exposures(recipe, inputs_dir: Path | None):
         files = resolve_local_inputs(recipe)
         return [exposure_from_header(f.path) for f in files], files
     if recipe.input_kind == "simulate":
-        from appliance.reduce import planned_exposures
-
         return planned_exposures(recipe), []
     raise UserError(f"{recipe.path}: inputs.mast: the exposures of a MAST recipe are known once fetched; run "
                     f"`python run.py fetch {recipe.path} --workdir W` and pass --inputs W/"
@@ -265,7 +264,7 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
     from importlib.metadata import version
 
     from appliance import __version__
-    from appliance.crdsctx import OFFLINE_SERVER_URL
+    from appliance.crdsenv import OFFLINE_SERVER_URL
 
     q = shlex.quote
     exposures = list(plan.exposures)

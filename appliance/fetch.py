@@ -25,6 +25,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance import crdsenv
+from appliance.files import file_sha256
+from appliance.prefetch import needs_prefetch, prefetch_references, recipe_reftypes
+from appliance.session import prepare, prepare_cache
+from appliance.sources import materialise
 from appliance.workdir import FETCH_RECORD, check_workdir, load_fetch_record, update_fetch_record
 
 
@@ -40,7 +45,7 @@ class FetchReport:
     reused: int = 0
     bytes_downloaded: int = 0
     input_files: list[dict] = field(default_factory=list)
-    crds: object | None = None  # crdsctx.PrefetchReport
+    crds: object | None = None  # prefetch.PrefetchReport
     crds_note: str = ""
     seconds: float = 0.0
 
@@ -63,13 +68,10 @@ class FetchReport:
 
 def fetch(recipe_path, workdir, *, allow_env_mismatch: bool = False) -> FetchReport:
     """Download the recipe's inputs and CRDS references into ``workdir`` and the CRDS cache."""
-    from appliance import crdsctx, reduce
-
     started = time.perf_counter()
-    user_env = dict(os.environ)  # prepare() points CRDS at the offline address; fetch needs the user's
     workdir = Path(workdir)
     check_workdir(workdir)
-    prepared = reduce.prepare(Path(recipe_path), workdir, allow_env_mismatch=allow_env_mismatch)
+    prepared = prepare(Path(recipe_path), workdir, allow_env_mismatch=allow_env_mismatch)
     recipe, settings = prepared.recipe, prepared.settings
     workdir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
@@ -85,28 +87,27 @@ def fetch(recipe_path, workdir, *, allow_env_mismatch: bool = False) -> FetchRep
         report.input_files = [f.record() for f in fetched]
         datasets = [f.path for f in fetched]
     else:
-        from appliance.sources import materialise
-
-        if recipe.input_kind == "simulate":
-            crdsctx.prepare_cache(settings, simulated=True)  # simulated headers need nothing from a server
-        placed = materialise(recipe, workdir)
+        with crdsenv.applied(settings):  # the simulator writes datamodels
+            if prepared.simulated:
+                prepare_cache(settings, simulated=True)  # simulated headers need nothing from a server
+            placed = materialise(recipe, workdir)
         report.input_files = [_file_record(f, workdir) for f in placed]
         datasets = [f.path for f in placed if f.path.name.endswith(".fits")]
         update_fetch_record(workdir, input_kind=recipe.input_kind, files=report.input_files)
 
-    if crdsctx.needs_prefetch(settings.context, user_env, simulated=recipe.input_kind == "simulate"):
-        fetch_settings = crdsctx.settings_for_fetch(settings, user_env)
+    # os.environ is still the user's here: its CRDS server is the one to fetch from
+    if needs_prefetch(settings.context, os.environ, simulated=prepared.simulated):
         previous = (load_fetch_record(workdir) or {}).get("crds") or {}
         if previous.get("context") != settings.context:
             previous = {}
-        reftypes = _reftypes(recipe, settings.use_step_pars, previous.get("reftypes"))
-        report.crds = crdsctx.prefetch_references(
-            fetch_settings, datasets, reftypes=reftypes["types"],
+        with crdsenv.applied(settings):  # finding the reference types imports jwst
+            reftypes = recipe_reftypes(recipe, settings.use_step_pars, previous.get("reftypes"))
+        report.crds = prefetch_references(
+            crdsenv.for_fetch(settings), datasets, reftypes=reftypes["types"],
             digests={str(workdir / f["name"]): f["sha256"] for f in report.input_files},
             known_selections=previous.get("selections"))
         update_fetch_record(workdir, crds={**report.crds.as_dict(), "reftypes": reftypes})
-        crdsctx.configure(settings)  # back to the run's own settings
-    elif recipe.input_kind == "simulate":
+    elif prepared.simulated:
         report.crds_note = f"{settings.context} is the synthetic context, built locally in {settings.path}"
     else:
         report.crds_note = (f"{settings.context} is the synthetic context: nothing to fetch "
@@ -115,26 +116,6 @@ def fetch(recipe_path, workdir, *, allow_env_mismatch: bool = False) -> FetchRep
     return report
 
 
-def _reftypes(recipe, use_step_pars: bool, previous: dict | None) -> dict:
-    """The reference types the run's stages request; remembered per jwst version, as finding them imports jwst."""
-    from importlib.metadata import version
-
-    from appliance import crdsctx
-    from appliance.recipe import STAGES, stages_to_run
-
-    skipped = sorted([stage, step] for stage in STAGES for step, params in recipe.stages[stage].steps.items()
-                     if params.get("skip") is True)
-    key = {"jwst": version("jwst"), "stages": list(stages_to_run(recipe)), "skipped": skipped,
-           "use_step_pars": use_step_pars}
-    if previous and previous.get("key") == key:
-        return previous
-    types = crdsctx.stage_reftypes(key["stages"], skipped_steps={tuple(s) for s in skipped},
-                                   use_step_pars=use_step_pars)
-    return {"key": key, "types": types}
-
-
 def _file_record(f, workdir: Path) -> dict:
-    from appliance.files import file_sha256
-
     return {"name": f.path.relative_to(workdir).as_posix(), "size": f.path.stat().st_size,
             "sha256": file_sha256(f.path), "origin": f.origin, "fetched_at": f.fetched_at}

@@ -222,6 +222,55 @@ def build_manifest(
     return manifest
 
 
+def assemble(prepared, plan, inputs, results, workdir: Path, *, jwst_version: str, input_seconds: float,
+             crds_fetch: dict | None, started: str, finished: str) -> dict:
+    """The manifest of a finished run: its inputs, every product of every task, the tasks and the environment.
+
+    ``prepared`` is the :class:`~appliance.session.Prepared` recipe, ``inputs``
+    the placed :class:`~appliance.sources.inputfile.InputFile` s, ``results``
+    the executor's task results; ``crds_fetch`` is what ``fetch`` recorded of
+    the references (server, time, per-file state), when it ran.
+    """
+    recipe, settings = prepared.recipe, prepared.settings
+    input_records = [input_record(f.path, workdir, f.origin, f.fetched_at) for f in inputs]
+    digests = {r["name"]: r["sha256"] for r in input_records}
+    products = []
+    for result in results:
+        for rel in result.outputs:
+            record = product_record(workdir / rel, workdir, result.id)
+            products.append(record)
+            digests[rel] = record["content_digest"]
+    env_summary = {"jwst": jwst_version, **settings.as_dict()}
+    tasks = [{"id": "inputs", "kind": recipe.input_kind, "seconds": round(input_seconds, 3),
+              "outputs": [r["name"] for r in input_records]}]
+    by_id = {t.id: t for t in plan.tasks}
+    for result in results:
+        task = by_id[result.id]
+        tasks.append({**result.as_dict(), "key": task.key(digests, env_summary),
+                      "inputs": list(task.inputs), "params": task.params})
+    environment = capture_environment(crds_context=settings.context, crds_path=settings.path,
+                                      crds_mode=settings.mode, use_step_pars=settings.use_step_pars,
+                                      env_mismatches=list(prepared.mismatches))
+    environment["crds_references"] = reference_checksums(products, Path(settings.path))
+    if crds_fetch:
+        environment["crds_fetch"] = crds_fetch
+    return build_manifest(
+        recipe_text=recipe.text, recipe_path=str(recipe.path), environment=environment, inputs=input_records,
+        products=products, tasks=tasks, started=started, finished=finished,
+        extra={"plan": {"stages": list(plan.stages), "exposures": [e.name for e in plan.exposures]}},
+    )
+
+
+def reference_checksums(products: list[dict], cache: Path) -> dict[str, str]:
+    """sha256 of every CRDS reference file the products name, as found in the cache."""
+    names = sorted({v.removeprefix("crds://") for p in products for v in p["crds_refs"].values() if v.startswith("crds://")})
+    found = {}
+    for name in names:
+        hits = list((cache / "references").rglob(name))
+        found[name] = file_sha256(hits[0]) if hits else "not in cache"
+    return found
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)

@@ -105,7 +105,7 @@ def build_plan(recipe: Recipe, exposures: list[Exposure]) -> Plan:
             inputs = tuple(current[e.name] for e in members)
             tasks.append(Task(f"image3:{filt}", "image3", params, inputs, outs, deps))
     if recipe.postprocess:
-        from appliance.postprocess import plan_tasks
+        from appliance.postprocess.planner import plan_tasks
 
         tasks += plan_tasks(recipe, tasks)
     return Plan(stages, tuple(exposures), tuple(tasks))

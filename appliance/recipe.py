@@ -40,7 +40,7 @@ from appliance.files import file_sha256
 from appliance.safety import RECIPE_SIZE_LIMIT, inside, read_regular_file
 from appliance.pipelines import KIND_FIRST_STAGE, STAGE_ORDER
 from appliance.pipelines import STAGES as PIPELINE_STAGES
-from appliance.postprocess import OPERATIONS, check_parameter
+from appliance.postprocess.registry import OPERATIONS, check_parameter
 
 SCHEMA_VERSION = 1
 STAGES = STAGE_ORDER

@@ -18,7 +18,7 @@
    Local inputs are placed where the recipe's own ``inputs.local`` entries
    (relative to the recipe's directory) find them, so the text is never
    rewritten; absolute entries are used in place.
-5. The recipe is run into ``DIR`` (``appliance.reduce.run``), and the new
+5. The recipe is run into ``DIR`` (``appliance.reduction.run``), and the new
    manifest is compared with the recorded one: exit 0 only when every content
    digest matches -- or, with ``--tolerance``, when every difference is within
    tolerance (which needs the recorded products beside the recorded manifest).
@@ -36,12 +36,15 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlparse
 
+from appliance import crdsenv, reduction, sources
 from appliance.errors import UserError, WorkFailed
 from appliance.files import atomic_write
+from appliance.prefetch import needs_prefetch, prefetch_references, recipe_reftypes
 from appliance.safety import is_name, printable
-from appliance.workdir import INPUT_DIR_OF_KIND, check_new_directory, check_report_path, update_fetch_record
+from appliance.session import choose_settings, prepare
+from appliance.sources.local import origin_path
+from appliance.workdir import check_new_directory, check_report_path
 
 RECIPE_DIR = "recipe"
 
@@ -146,13 +149,6 @@ def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None
         _check_environment(recorded, allow_env_mismatch)
 
     layout = plan_inputs(draft, recorded)
-    if draft.input_kind == "simulate":
-        # the simulator loads stdatamodels: CRDS is configured first, as for any run
-        from appliance import crdsctx
-
-        crdsctx.configure(crdsctx.choose_settings(draft.environment.crds_context,
-                                                  use_step_pars=draft.environment.use_step_pars,
-                                                  simulated=True, workdir=workdir.absolute()))
     parent = workdir.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=parent, prefix=f".{workdir.name}.reproduce-"))
@@ -292,19 +288,6 @@ class InputLayout:
     local_targets: dict = field(default_factory=dict)  # input name -> path relative to the workdir, or None (in place)
 
 
-def _origin_path(origin: str, name: str) -> Path:
-    """The file a ``file://`` origin names: absolute, normalised, every part a plain name (it decides where the
-    input is placed again, so a forged ``..`` must not climb out of the reproduction)."""
-    parsed = urlparse(origin)
-    path = unquote(parsed.path)
-    parts = PurePosixPath(path).parts
-    if (parsed.scheme != "file" or parsed.netloc not in ("", "localhost") or not path.startswith("/")
-            or posixpath.normpath(path) != path or not all(is_name(part) for part in parts[1:])):
-        raise UserError(f"inputs: {printable(name)}: origin {printable(origin)} is not a plain absolute file:// URL "
-                        f"(no '..', no unusual characters); refusing a forged manifest")
-    return Path(path)
-
-
 def _match(parts: tuple, pats: tuple) -> bool:
     """Component-wise glob match with ``**`` for any number of components."""
     if not pats:
@@ -340,7 +323,7 @@ def plan_inputs(recipe, recorded: dict) -> InputLayout:
             if not origin.startswith("file://"):
                 raise UserError(f"inputs: {record['name']}: origin {origin!r} is not a file:// URL, but the recipe's "
                                 f"inputs are local files")
-            source = _origin_path(origin, record["name"])
+            source = origin_path(origin, record["name"])
             found = None
             for spec in recipe.local:
                 if os.path.isabs(spec.path):
@@ -388,97 +371,17 @@ def _check_overrides(recipe) -> None:
                                     f"that the manifest does not carry; it cannot be reproduced from the manifest alone")
 
 
-def _sha256(path: Path) -> str:
-    from appliance.files import file_sha256
-
-    return file_sha256(path)
-
-
 def restore_inputs(recipe, recorded: dict, stage: Path, layout: InputLayout) -> list[str]:
     """Rebuild every recorded input from its origin into ``stage`` and check its sha256.
 
     Returns where each input now is: a path relative to ``stage``, or an
-    absolute path for a local input that is used in place.
+    absolute path for a local input that is used in place.  The simulator
+    writes datamodels, so the run's CRDS settings are applied meanwhile.
     """
-    inputs = recorded.get("inputs", [])
-    kind = recipe.input_kind
-    if kind == "simulate":
-        _restore_simulated(recipe, inputs, stage)
-        return [r["name"] for r in inputs]
-    if kind == "local":
-        where = []
-        for record in inputs:
-            source = _origin_path(record["origin"], record["name"])
-            if not source.is_file():
-                raise UserError(f"inputs: {record['name']}: cannot reach origin {record['origin']}: no such file")
-            if _sha256(source) != record["sha256"]:
-                raise WorkFailed(f"inputs: {record['name']}: {record['origin']} is no longer the recorded file "
-                                 f"(sha256 differs from the manifest's {record['sha256'][:16]}…)")
-            target = layout.local_targets.get(record["name"])
-            if target is None:
-                where.append(str(source))
-            else:
-                dest = stage / target
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, dest)
-                where.append(target)
-        return where
-    _restore_mast(recipe, inputs, stage)
-    return [r["name"] for r in inputs]
-
-
-def _restore_simulated(recipe, inputs: list[dict], stage: Path) -> None:
-    from appliance.simulate import simulate_observation
-    from appliance.sources.simulate import origin, sim_params
-
-    expected = origin(recipe)
-    for record in inputs:
-        if record.get("origin") != expected:
-            raise UserError(f"inputs: {record['name']}: origin {record.get('origin')!r} is not what the recipe's "
-                            f"[inputs.simulate] gives ({expected}); the manifest is inconsistent")
-    try:
-        observation = simulate_observation(stage / "uncal", sim_params(recipe))
-    except UserError:
-        raise
-    made = {p.relative_to(stage).as_posix(): p for p in [*observation.uncal_files, observation.truth]}
-    for record in inputs:
-        path = made.get(record["name"])
-        if path is None:
-            raise WorkFailed(f"inputs: {record['name']}: the simulator no longer writes it (origin {record['origin']})")
-        actual = _sha256(path)
-        if actual != record["sha256"]:
-            raise WorkFailed(f"inputs: {record['name']}: re-simulated with sha256 {actual[:16]}…, the manifest records "
-                             f"{record['sha256'][:16]}… (the simulator or its dependencies changed)")
-    extra = sorted(set(made) - {r["name"] for r in inputs})
-    if extra:
-        raise WorkFailed(f"inputs: the simulator now also writes {extra[0]}, which the manifest does not record")
-
-
-def _restore_mast(recipe, inputs: list[dict], stage: Path) -> None:
-    from appliance.sources.mast import MastClient, Product, query_dict
-
-    client = MastClient()
-    records = []
-    expected_dir = INPUT_DIR_OF_KIND[recipe.mast.product]
-    for record in inputs:
-        origin = str(record.get("origin", ""))
-        name = PurePosixPath(record["name"]).name
-        if origin != f"mast:JWST/product/{name}" or record["name"] != f"{expected_dir}/{name}":
-            raise UserError(f"inputs: {printable(record['name'])}: expected {expected_dir}/<name> with origin "
-                            f"mast:JWST/product/<name>, found origin {printable(origin)}; the recipe's inputs come "
-                            f"from MAST")
-        product = Product(name, origin, record.get("size"))
-        try:
-            fetched = client.download(product, stage, record["name"])
-        except (UserError, WorkFailed) as exc:
-            raise WorkFailed(f"inputs: {record['name']}: cannot reach origin {origin}: {exc}") from None
-        if fetched.sha256 != record["sha256"]:
-            raise WorkFailed(f"inputs: {record['name']}: MAST now serves sha256 {fetched.sha256[:16]}…, the manifest "
-                             f"records {record['sha256'][:16]}… (the archive reprocessed it)")
-        records.append({**fetched.record(), "origin": origin})
-    # `run` reuses the files of a complete fetch record for the same query, without asking MAST again
-    update_fetch_record(stage, query=query_dict(recipe.mast), complete=True, mast_base_url=client.base_url,
-                        files=records)
+    settings = choose_settings(recipe.environment.crds_context, use_step_pars=recipe.environment.use_step_pars,
+                               simulated=recipe.input_kind == "simulate", workdir=stage)
+    with crdsenv.applied(settings):
+        return sources.restore(recipe, recorded.get("inputs", []), stage, layout.local_targets)
 
 
 # --------------------------------------------------------------------------- running
@@ -486,12 +389,10 @@ def _restore_mast(recipe, inputs: list[dict], stage: Path) -> None:
 
 def _run_here(recipe_path: Path, workdir: Path, draft, allow_env_mismatch: bool, fetch_references: bool,
               datasets: list[Path]) -> Path:
-    from appliance import reduce
-
     if draft.input_kind != "simulate" and fetch_references:
         _prefetch_references(recipe_path, workdir, allow_env_mismatch, datasets)
     say(f"run      {recipe_path} → {workdir}")
-    return reduce.run(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
+    return reduction.run(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
 
 
 def _prefetch_references(recipe_path: Path, workdir: Path, allow_env_mismatch: bool, datasets: list[Path]) -> None:
@@ -500,19 +401,14 @@ def _prefetch_references(recipe_path: Path, workdir: Path, allow_env_mismatch: b
     The inputs are the recorded ones, already in place: MAST is not asked again
     (a new query could list files the recorded run never saw).
     """
-    from appliance import crdsctx, reduce
-    from appliance.fetch import _reftypes
-
-    user_env = dict(os.environ)  # before prepare() points CRDS at the offline address
-    prepared = reduce.prepare(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
+    prepared = prepare(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
     settings = prepared.settings
-    if not crdsctx.needs_prefetch(settings.context, user_env):
+    if not needs_prefetch(settings.context, os.environ):  # the user's environment: its CRDS server
         return
-    reftypes = _reftypes(prepared.recipe, settings.use_step_pars, None)
-    report = crdsctx.prefetch_references(crdsctx.settings_for_fetch(settings, user_env),
-                                         [p for p in datasets if p.name.endswith(".fits")],
-                                         reftypes=reftypes["types"])
-    crdsctx.configure(settings)  # back to the run's own (offline) settings
+    with crdsenv.applied(settings):
+        reftypes = recipe_reftypes(prepared.recipe, settings.use_step_pars)
+    report = prefetch_references(crdsenv.for_fetch(settings), [p for p in datasets if p.name.endswith(".fits")],
+                                 reftypes=reftypes["types"])
     say(f"crds     {settings.context}: references {report}")
 
 

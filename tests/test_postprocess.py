@@ -12,7 +12,8 @@ import pytest
 from appliance.errors import UserError
 from appliance.graph import Exposure, Task
 from appliance.plan import build_plan
-from appliance.postprocess import OPERATIONS, REGISTRY, check_parameter, resolved_params, run_task
+from appliance.postprocess import run_task
+from appliance.postprocess.registry import OPERATIONS, REGISTRY, check_parameter, resolved_params
 from appliance.recipe import parse_recipe
 
 HEAD = 'schema = 1\n[recipe]\nname = "t"\n[environment]\njwst = "3.0.0"\ncrds_context = "jwst_9000.pmap"\n[inputs.simulate]\nseed = 1\n'
@@ -168,7 +169,7 @@ def test_plan_errors_are_one_line_naming_the_operation(extra, expected):
 
 
 def test_check_recipe_catches_plan_errors_before_any_exposure_is_known():
-    from appliance.postprocess import check_recipe
+    from appliance.postprocess.planner import check_recipe
 
     check_recipe(recipe(ops("background", "catalog", "preview", "astrometric_catalog", "report")))
     with pytest.raises(UserError, match=r"postprocess\[0\]\.op: catalog reads the stage-3 mosaics"):

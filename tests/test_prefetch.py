@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
-from appliance import crdsctx
-from appliance.crdsctx import CrdsSettings, cache_holds_context, prefetch_references, stage_reftypes
+from appliance import crdsenv, prefetch
+from appliance.crdsenv import CrdsSettings, cache_holds_context
+from appliance.prefetch import prefetch_references, stage_reftypes
 from appliance.errors import UserError, WorkFailed
 from loopback import closed_port_url
 from loopback.crds_server import crds_server_factory, crds_url  # noqa: F401 - fixture
@@ -146,13 +147,13 @@ def test_a_context_the_server_does_not_have_is_a_user_error(tmp_path, server, si
 
 
 def test_settings_for_fetch_use_the_users_server_in_auto_mode(tmp_path):
-    run = CrdsSettings(CONTEXT, str(tmp_path), "local", crdsctx.OFFLINE_SERVER_URL, True)
-    s = crdsctx.settings_for_fetch(run, {"CRDS_SERVER_URL": "http://localhost:1"})
+    run = CrdsSettings(CONTEXT, str(tmp_path), "local", crdsenv.OFFLINE_SERVER_URL, True)
+    s = crdsenv.for_fetch(run, {"CRDS_SERVER_URL": "http://localhost:1"})
     assert (s.mode, s.server_url, s.path) == ("auto", "http://localhost:1", str(tmp_path))
-    assert crdsctx.settings_for_fetch(run, {}).server_url == "https://jwst-crds.stsci.edu"
-    assert not crdsctx.needs_prefetch(CONTEXT, {}) and crdsctx.needs_prefetch(CONTEXT, {"CRDS_SERVER_URL": "x"})
-    assert crdsctx.needs_prefetch("jwst_1584.pmap", {})
-    assert not crdsctx.needs_prefetch(CONTEXT, {"CRDS_SERVER_URL": "x"}, simulated=True)
+    assert crdsenv.for_fetch(run, {}).server_url == "https://jwst-crds.stsci.edu"
+    assert not prefetch.needs_prefetch(CONTEXT, {}) and prefetch.needs_prefetch(CONTEXT, {"CRDS_SERVER_URL": "x"})
+    assert prefetch.needs_prefetch("jwst_1584.pmap", {})
+    assert not prefetch.needs_prefetch(CONTEXT, {"CRDS_SERVER_URL": "x"}, simulated=True)
 
 
 def test_offline_selection_after_prefetch_finds_every_file(tmp_path, server, sim_archive, reftypes):
@@ -161,15 +162,15 @@ def test_offline_selection_after_prefetch_finds_every_file(tmp_path, server, sim
     report = prefetch_references(settings(cache, crds_url(server)), uncal_files(sim_archive), reftypes=reftypes)
     server.stop()
     shutil.rmtree(tmp_path / "nothing", ignore_errors=True)
-    offline = CrdsSettings(CONTEXT, str(cache), "local", crdsctx.OFFLINE_SERVER_URL, True)
-    crdsctx.configure(offline)
+    offline = CrdsSettings(CONTEXT, str(cache), "local", crdsenv.OFFLINE_SERVER_URL, True)
+    crdsenv.configure(offline)
     import crds
     from crds.client import api
     from crds.core import utils
 
-    api.set_crds_server(crdsctx.OFFLINE_SERVER_URL)
+    api.set_crds_server(crdsenv.OFFLINE_SERVER_URL)
     utils.clear_function_caches()
-    params = crdsctx.crds_parameters(uncal_files(sim_archive)[0])
+    params = prefetch.crds_parameters(uncal_files(sim_archive)[0])
     paths = crds.getreferences(params, reftypes=["reset", "apcorr", "abvegaoffset", "flat"], context=CONTEXT,
                                observatory="jwst")
     assert all(os.path.basename(p) in report.references for p in paths.values())

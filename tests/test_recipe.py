@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import UserError
-from appliance.postprocess import OPERATIONS, registered_names
+from appliance.postprocess.registry import OPERATIONS, registered_names
 from appliance.files import file_sha256
 from appliance.recipe import (
     STAGES,

@@ -319,7 +319,7 @@ HOSTILE_NAMES = ["ev$(touch PWNED)", "ev`touch PWNED`", "a b", "q'uote", 'd"q', 
 def test_the_exported_script_quotes_every_name(tmp_path, name):
     """Names are refused before export; should one slip through, the script still runs nothing hidden in it."""
     from appliance import export
-    from appliance.crdsctx import CrdsSettings
+    from appliance.crdsenv import CrdsSettings
     from appliance.recipe import parse_recipe
 
     recipe = parse_recipe(REAL + '[inputs]\nlocal = ["x_cal.fits"]\n', tmp_path / f"{name}.toml")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from ..crdsenv import OFFLINE_SERVER_URL, CrdsSettings
 from ..files import atomic_write
 from .mappings import SIM_CONTEXT, mapping_texts, server_config_text
 from .references import reference_files, write_reference
 
-OFFLINE_SERVER_URL = "https://crds-offline.invalid"  # .invalid never resolves: no network wait
 STAMP = "appliance_sim_cache"  # marks a complete cache of this exact content
 
 
@@ -49,10 +49,5 @@ def build(cache_dir: Path) -> Path:
 
 def environment(cache_dir: Path) -> dict[str, str]:
     """Variables that make jwst and crds use this cache only, offline."""
-    return {
-        "CRDS_PATH": str(Path(cache_dir).resolve()),
-        "CRDS_MODE": "local",
-        "CRDS_CONTEXT": SIM_CONTEXT,
-        "CRDS_SERVER_URL": OFFLINE_SERVER_URL,
-        "CRDS_OBSERVATORY": "jwst",
-    }
+    settings = CrdsSettings(SIM_CONTEXT, str(Path(cache_dir).resolve()), "local", OFFLINE_SERVER_URL, True)
+    return settings.as_env()

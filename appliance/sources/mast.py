@@ -39,12 +39,13 @@ import re
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from appliance.errors import UserError, WorkFailed, short_reason
 from appliance.files import file_sha256, utc_now
-from appliance.sources import InputFile
+from appliance.safety import printable
+from appliance.sources.inputfile import InputFile
 from appliance.workdir import INPUT_DIR_OF_KIND, load_fetch_record, update_fetch_record
 
 DEFAULT_BASE_URL = "https://mast.stsci.edu"
@@ -117,6 +118,11 @@ def query_dict(query) -> dict:
 # --------------------------------------------------------------------------- run and fetch
 
 
+def planned(recipe) -> None:
+    """A MAST query's exposures are known only once it is asked (at fetch time)."""
+    return None
+
+
 def materialise(recipe, workdir: Path) -> list[InputFile]:
     """The recipe's MAST files in the workdir: those ``fetch`` left if they still verify, else downloaded."""
     workdir = Path(workdir)
@@ -148,6 +154,36 @@ def fetch_inputs(recipe, workdir: Path, *, client: MastClient | None = None) -> 
     update_fetch_record(workdir, query=query_dict(query), complete=True, mast_base_url=client.base_url,
                         files=[f.record() for f in out])
     return out
+
+
+def restore(recipe, records: list[dict], stage: Path, targets: dict) -> list[str]:
+    """Download each recorded file again, by its recorded name, and check its sha256.
+
+    MAST is not queried: a new query could list files the recorded run never
+    saw.  A complete fetch record is left, so ``run`` reuses the files offline.
+    """
+    client = MastClient()
+    fetched_records = []
+    expected_dir = INPUT_DIR_OF_KIND[recipe.mast.product]
+    for record in records:
+        origin = str(record.get("origin", ""))
+        name = PurePosixPath(record["name"]).name
+        if origin != f"mast:JWST/product/{name}" or record["name"] != f"{expected_dir}/{name}":
+            raise UserError(f"inputs: {printable(record['name'])}: expected {expected_dir}/<name> with origin "
+                            f"mast:JWST/product/<name>, found origin {printable(origin)}; the recipe's inputs come "
+                            f"from MAST")
+        product = Product(name, origin, record.get("size"))
+        try:
+            fetched = client.download(product, stage, record["name"])
+        except (UserError, WorkFailed) as exc:
+            raise WorkFailed(f"inputs: {record['name']}: cannot reach origin {origin}: {exc}") from None
+        if fetched.sha256 != record["sha256"]:
+            raise WorkFailed(f"inputs: {record['name']}: MAST now serves sha256 {fetched.sha256[:16]}…, the manifest "
+                             f"records {record['sha256'][:16]}… (the archive reprocessed it)")
+        fetched_records.append({**fetched.record(), "origin": origin})
+    update_fetch_record(stage, query=query_dict(recipe.mast), complete=True, mast_base_url=client.base_url,
+                        files=fetched_records)
+    return [r["name"] for r in records]
 
 
 def reuse(workdir: Path, entry: dict) -> Fetched | None:

@@ -1,129 +1,23 @@
-"""The CRDS environment of a run: which context, which cache, which mode.
+"""Prefetch: put every CRDS mapping and reference a run will ask for into the cache, so it can run offline.
 
-CRDS reads its configuration from environment variables, some of them when
-``crds`` and ``jwst`` are imported, so :func:`configure` must run before
-anything imports jwst.  The settings it chooses are returned so the manifest
-can record them.
+``fetch`` runs with the network; ``run`` may follow without it (``--network
+none``).  So fetch leaves in the cache every mapping of the context and every
+reference any stage of the run will ask CRDS for, plus the cache's
+``config/jwst/server_config``, which local mode reads.  The selection is
+evaluated locally on each dataset's own CRDS parameters; the downloads are
+crds' own (its FileCacher verifies each file).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.errors import UserError, short_reason
+from appliance.crdsenv import CrdsSettings, applied
+from appliance.errors import UserError, WorkFailed, short_reason
 from appliance.files import utc_now
-from appliance.pipelines import STAGES
-from appliance.workdir import CRDS_CACHE_DIR
-
-# Any address that cannot resolve: in local mode nothing should ever be asked of
-# a server, and an unresolvable name fails at once where an outbound
-# connection would hang.
-OFFLINE_SERVER_URL = "https://crds-offline.invalid"
-DEFAULT_CACHE = Path.home() / "crds_cache"
-
-
-@dataclass(frozen=True)
-class CrdsSettings:
-    """What the run told CRDS; recorded in the manifest."""
-
-    context: str
-    path: str
-    mode: str
-    server_url: str
-    use_step_pars: bool
-
-    def as_env(self) -> dict[str, str]:
-        """The environment variables that make crds and stpipe use these settings."""
-        env = {
-            "CRDS_CONTEXT": self.context,
-            "CRDS_PATH": self.path,
-            "CRDS_MODE": self.mode,
-            "CRDS_SERVER_URL": self.server_url,
-            "CRDS_OBSERVATORY": "jwst",
-        }
-        if not self.use_step_pars:
-            env["STPIPE_DISABLE_CRDS_STEPPARS"] = "True"
-        return env
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def cache_holds_context(cache: Path, context: str) -> bool:
-    """True when ``cache`` already has the mappings and configuration of ``context``."""
-    return (cache / "mappings" / "jwst" / context).is_file() and (
-        cache / "config" / "jwst" / "server_config"
-    ).is_file()
-
-
-def choose_settings(
-    context: str, *, use_step_pars: bool, simulated: bool, workdir: Path, environ=os.environ
-) -> CrdsSettings:
-    """Decide the cache and mode for a run.
-
-    Simulated observations use the synthetic context: the cache named by
-    ``$CRDS_PATH`` when it already holds it (the image bakes it in), else one
-    built inside the workdir.  Real data use ``$CRDS_PATH`` (default
-    ``~/crds_cache``) in the mode the user set, ``local`` by default, so a
-    reduction never reaches for the network unless asked to (``fetch`` does the
-    downloading).
-    """
-    env_path = environ.get("CRDS_PATH")
-    if simulated:
-        from appliance.simulate import SIM_CONTEXT
-
-        if context != SIM_CONTEXT:
-            raise UserError(
-                f"environment.crds_context: simulated observations use the synthetic context "
-                f"{SIM_CONTEXT}, the recipe names {context}"
-            )
-        if env_path and cache_holds_context(Path(env_path), context):
-            path = Path(env_path)
-        else:
-            path = workdir / CRDS_CACHE_DIR
-        return CrdsSettings(context, str(path), "local", OFFLINE_SERVER_URL, use_step_pars)
-    mode = environ.get("CRDS_MODE", "local")
-    default_url = OFFLINE_SERVER_URL if mode == "local" else "https://jwst-crds.stsci.edu"
-    return CrdsSettings(
-        context,
-        env_path or str(DEFAULT_CACHE),
-        mode,
-        environ.get("CRDS_SERVER_URL", default_url),
-        use_step_pars,
-    )
-
-
-def configure(settings: CrdsSettings) -> None:
-    """Put the settings into ``os.environ``, once, before jwst is imported."""
-    os.environ.update(settings.as_env())
-    if settings.use_step_pars:
-        os.environ.pop("STPIPE_DISABLE_CRDS_STEPPARS", None)
-
-
-def prepare_cache(settings: CrdsSettings, simulated: bool) -> None:
-    """Make sure the cache can serve the context (build the synthetic one when needed)."""
-    cache = Path(settings.path)
-    if simulated and not cache_holds_context(cache, settings.context):
-        from appliance.simulate import build_crds_cache
-
-        build_crds_cache(cache)
-    if settings.mode == "local" and not cache_holds_context(cache, settings.context):
-        raise UserError(
-            f"environment.crds_context: {settings.context} is not in the CRDS cache {cache} "
-            f"(run `python run.py fetch` with network first, or set CRDS_PATH)"
-        )
-
-
-# --------------------------------------------------------------------------- fetch: reference prefetch
-#
-# `fetch` runs with the network; `run` may follow without it (`--network none`).
-# So fetch must leave in the cache every mapping of the context and every
-# reference any stage of the run will ask CRDS for, plus the cache's
-# `config/jwst/server_config`, which local mode reads.
-
-DEFAULT_SERVER_URL = "https://jwst-crds.stsci.edu"
+from appliance.pipelines import STAGE_ORDER, STAGES
 
 
 def needs_prefetch(context: str, environ=os.environ, *, simulated: bool = False) -> bool:
@@ -139,18 +33,25 @@ def needs_prefetch(context: str, environ=os.environ, *, simulated: bool = False)
     return context != SIM_CONTEXT or bool(environ.get("CRDS_SERVER_URL"))
 
 
-def settings_for_fetch(settings: CrdsSettings, environ=os.environ) -> CrdsSettings:
-    """The run's settings with a reachable server and mode ``auto`` (rules evaluated locally, files downloaded).
+def recipe_reftypes(recipe, use_step_pars: bool, previous: dict | None = None) -> dict:
+    """The reference types the recipe's stages request: ``{"key": ..., "types": [...]}``.
 
-    ``environ`` is the user's environment as it was before :func:`configure`
-    pointed CRDS at the offline address.
+    Finding them imports jwst, so the answer is remembered (in the fetch
+    record) per jwst version, stages, skipped steps and ``use_step_pars``: a
+    ``previous`` answer with the same key is returned as it is.
     """
-    from dataclasses import replace
+    from importlib.metadata import version
 
-    url = environ.get("CRDS_SERVER_URL") or DEFAULT_SERVER_URL
-    if url == OFFLINE_SERVER_URL:
-        url = DEFAULT_SERVER_URL
-    return replace(settings, mode="auto", server_url=url)
+    from appliance.recipe import stages_to_run
+
+    skipped = sorted([stage, step] for stage in STAGE_ORDER for step, params in recipe.stages[stage].steps.items()
+                     if params.get("skip") is True)
+    key = {"jwst": version("jwst"), "stages": list(stages_to_run(recipe)), "skipped": skipped,
+           "use_step_pars": use_step_pars}
+    if previous and previous.get("key") == key:
+        return previous
+    types = stage_reftypes(key["stages"], skipped_steps={tuple(s) for s in skipped}, use_step_pars=use_step_pars)
+    return {"key": key, "types": types}
 
 
 def stage_reftypes(stages, *, skipped_steps=frozenset(), use_step_pars: bool = True) -> list[str]:
@@ -236,6 +137,14 @@ def crds_parameters(path) -> dict:
 
 def prefetch_references(settings: CrdsSettings, dataset_files, *, reftypes, digests=None,
                         known_selections=None) -> PrefetchReport:
+    """Make the cache hold what the datasets need (see :func:`_prefetch`), with ``settings`` applied meanwhile."""
+    with applied(settings):
+        return _prefetch(settings, dataset_files, reftypes=reftypes, digests=digests,
+                         known_selections=known_selections)
+
+
+def _prefetch(settings: CrdsSettings, dataset_files, *, reftypes, digests=None,
+              known_selections=None) -> PrefetchReport:
     """Make the cache hold the context's mappings and every reference ``reftypes`` select for the datasets.
 
     The selection runs locally on each dataset's own CRDS parameters (those
@@ -262,9 +171,6 @@ def prefetch_references(settings: CrdsSettings, dataset_files, *, reftypes, dige
     from crds.core import log as crds_log
     from crds.core.exceptions import CrdsError
 
-    from appliance.errors import WorkFailed
-
-    configure(settings)
     os.environ.setdefault("CRDS_CLIENT_RETRY_COUNT", "3")
     os.environ.setdefault("CRDS_CLIENT_RETRY_DELAY_SECONDS", "1")
     Path(settings.path).mkdir(parents=True, exist_ok=True)
@@ -327,8 +233,6 @@ def _select(context: str, dataset_files, reftypes, report: PrefetchReport, crds,
     import hashlib
 
     from crds.core.exceptions import CrdsError
-
-    from appliance.errors import WorkFailed
 
     pmap = None
     wanted: set[str] = set()

@@ -1,10 +1,13 @@
-"""Choosing the CRDS cache, context and mode of a run."""
+"""Choosing the CRDS cache, context and mode of a run (appliance.session, appliance.crdsenv)."""
 
 from pathlib import Path
 
 import pytest
 
-from appliance.crdsctx import OFFLINE_SERVER_URL, CrdsSettings, cache_holds_context, choose_settings, prepare_cache
+import os
+
+from appliance.crdsenv import OFFLINE_SERVER_URL, CrdsSettings, applied, cache_holds_context
+from appliance.session import choose_settings, prepare_cache
 from appliance.errors import UserError
 from appliance.simulate import SIM_CONTEXT
 
@@ -44,3 +47,11 @@ def test_local_mode_without_the_context_in_the_cache_is_a_clear_error(tmp_path):
     s = CrdsSettings("jwst_1584.pmap", str(tmp_path), "local", OFFLINE_SERVER_URL, True)
     with pytest.raises(UserError, match="jwst_1584.pmap is not in the CRDS cache"):
         prepare_cache(s, simulated=False)
+
+
+def test_applied_settings_are_undone_afterwards(monkeypatch):
+    monkeypatch.setenv("CRDS_SERVER_URL", "https://mine.example")
+    monkeypatch.delenv("STPIPE_DISABLE_CRDS_STEPPARS", raising=False)
+    with applied(CrdsSettings("jwst_1584.pmap", "/c", "local", OFFLINE_SERVER_URL, False)):
+        assert os.environ["CRDS_SERVER_URL"] == OFFLINE_SERVER_URL and os.environ["STPIPE_DISABLE_CRDS_STEPPARS"] == "True"
+    assert os.environ["CRDS_SERVER_URL"] == "https://mine.example" and "STPIPE_DISABLE_CRDS_STEPPARS" not in os.environ
