@@ -26,7 +26,6 @@
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import os
 import platform
@@ -39,73 +38,13 @@ from pathlib import Path, PurePosixPath
 
 from appliance import crdsenv, reduction, sources
 from appliance.errors import UserError, WorkFailed
-from appliance.files import atomic_write
 from appliance.prefetch import needs_prefetch, prefetch_references, recipe_reftypes
 from appliance.safety import is_name, printable
 from appliance.session import choose_settings, prepare
 from appliance.sources.local import origin_path
-from appliance.workdir import check_new_directory, check_report_path
+from appliance.workdir import MANIFEST_NAME, check_new_directory
 
 RECIPE_DIR = "recipe"
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    from appliance.compare import DEFAULT_ATOL, DEFAULT_RTOL, _nonnegative
-
-    p = subparsers.add_parser(
-        "reproduce",
-        help="rebuild a recorded run from its manifest (recipe, inputs, environment) and check the products match",
-        description="Re-run the recipe embedded in a manifest on the same inputs (rebuilt from their recorded "
-                    "origins and checked against their sha256) in the same environment, then compare the new "
-                    "products with the recorded ones.",
-    )
-    p.add_argument("manifest", type=Path, help="manifest.json, or the workdir holding it")
-    p.add_argument("--workdir", type=Path, required=True, help="directory for the reproduction (new, or empty)")
-    p.add_argument("--tolerance", action="store_true",
-                   help="accept differences within tolerance (needs the recorded products beside the manifest); "
-                        "default: every content digest must match")
-    p.add_argument("--rtol", type=_nonnegative, default=DEFAULT_RTOL, help=f"with --tolerance (default {DEFAULT_RTOL:g})")
-    p.add_argument("--atol", type=_nonnegative, default=DEFAULT_ATOL, help=f"with --tolerance (default {DEFAULT_ATOL:g})")
-    p.add_argument("--ext-tol", action="append", default=[], metavar="EXT=RTOL[,ATOL]",
-                   help="with --tolerance: per-extension tolerance, as for `compare`")
-    p.add_argument("--allow-env-mismatch", action="store_true",
-                   help="run even if this environment differs from the recorded one (loud warnings; "
-                        "the result is then not a faithful reproduction)")
-    p.add_argument("--docker", action="store_true",
-                   help="run in the container image the manifest records (found by its id)")
-    p.add_argument("--no-fetch-references", action="store_true",
-                   help="do not download CRDS references for real data; the cache must already hold them")
-    p.add_argument("--report-md", type=Path, default=None, metavar="PATH", help="also write the comparison as Markdown")
-    p.add_argument("--junit", type=Path, default=None, metavar="PATH", help="also write the comparison as JUnit XML")
-    p.set_defaults(func=cmd_reproduce)
-    return p
-
-
-def cmd_reproduce(args) -> int:
-    from appliance import compare
-
-    tolerances = compare.parse_extension_tolerances(args.ext_tol, args.rtol, args.atol)
-    if (args.ext_tol or args.rtol != compare.DEFAULT_RTOL or args.atol != compare.DEFAULT_ATOL) and not args.tolerance:
-        raise UserError("--rtol/--atol/--ext-tol: only meaningful with --tolerance")
-    check_report_path(args.report_md, "--report-md")
-    check_report_path(args.junit, "--junit")
-    result = reproduce(args.manifest, args.workdir, tolerance=args.tolerance, tolerances=tolerances,
-                       allow_env_mismatch=args.allow_env_mismatch, docker=args.docker,
-                       fetch_references=not args.no_fetch_references)
-    print(compare.render_text(result))
-    if args.report_md:
-        atomic_write(args.report_md, compare.render_markdown(result))
-    if args.junit:
-        atomic_write(args.junit, compare.render_junit(result))
-    ok = not result.failed and (args.tolerance or result.all_identical)
-    if ok:
-        print("reproduced: every content digest matches" if result.all_identical
-              else "reproduced within tolerance (some content digests differ)")
-        return 0
-    print("NOT reproduced: " + ("the products differ beyond tolerance" if args.tolerance
-                                else "some content digests differ (see above; --tolerance accepts differences "
-                                     "within tolerance)"), file=sys.stderr)
-    return 1
 
 
 # --------------------------------------------------------------------------- steps
@@ -186,11 +125,11 @@ def _check_workdir(workdir: Path, recorded_path: Path) -> None:
 
 def _check_recorded_products(recorded: dict, recorded_path: Path) -> None:
     """--tolerance compares files: the recorded FITS and catalog products must be beside the manifest."""
-    from appliance.compare import _kind
+    from appliance.compare.diffs import tolerance_kind
 
     root = recorded_path.parent
     for product in recorded.get("products", []):
-        if _kind(product["path"]) and not (root / product["path"]).is_file():
+        if tolerance_kind(product["path"]) and not (root / product["path"]).is_file():
             raise UserError(f"{root / product['path']}: missing; --tolerance compares the recorded products, so "
                             f"they must be beside {recorded_path.name} (or reproduce without --tolerance)")
 
@@ -253,14 +192,14 @@ def _check_environment(recorded: dict, allow: bool) -> None:
 
 def _recorded_image(recorded: dict):
     """The recorded image, found by id in the local Docker engine (checked before anything is written)."""
-    from appliance import container
+    from appliance.engine import connect
 
     info = (recorded.get("environment") or {}).get("image") or {}
     image_id = info.get("id")
     if not image_id:
         raise UserError("--docker: the manifest records no container image (the run happened outside the "
                         "appliance image); reproduce without --docker")
-    client = container.connect()
+    client = connect()
     try:
         image = client.images.get(image_id)
     except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound and API errors alike
@@ -413,14 +352,12 @@ def _prefetch_references(recipe_path: Path, workdir: Path, allow_env_mismatch: b
 
 
 def _run_in_image(image, recipe_path: Path, workdir: Path) -> Path:
-    from appliance import container
+    from appliance.launch import RunOptions, run_recipe
 
-    args = argparse.Namespace(recipe=recipe_path, workdir=workdir, image=image.id, network="auto", user=None,
-                              env=[], allow_env_mismatch=True, run_args=[])
     # The image is the recorded one by id: its labels may name another lock than this checkout's, which is
     # the point of reproducing in it, so the launcher's lock check only warns.
-    code = container.cmd_run(args)
-    manifest = workdir / "manifest.json"
+    code = run_recipe(RunOptions(recipe=recipe_path, workdir=workdir, image=image.id, allow_env_mismatch=True))
+    manifest = workdir / MANIFEST_NAME
     if code != 0 or not manifest.is_file():
         raise WorkFailed(f"the reproduction in image {image.id[:19]} failed (exit status {code})")
     return manifest

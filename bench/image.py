@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance import container  # noqa: E402
+from appliance import engine  # noqa: E402
+from appliance import image as appliance_image  # noqa: E402
 from appliance.errors import UserError, WorkFailed  # noqa: E402
 
 GOALS = {"size_gb": 1.0, "rebuild_s": 10.0, "version_s": 2.0}
@@ -53,7 +54,7 @@ def docker_run_version(image_id: str) -> float:
         if done.returncode != 0:
             raise WorkFailed(f"docker run {image_id} --version failed: {done.stderr.strip()[-300:]}")
         return elapsed
-    client = container.connect()
+    client = engine.connect()
     start = time.perf_counter()
     client.containers.run(image_id, ["--version"], remove=True, network_mode="none")
     return time.perf_counter() - start
@@ -76,26 +77,26 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="also time a build from scratch (--no-cache)")
     args = parser.parse_args(argv)
 
-    client = container.connect()
-    ns = argparse.Namespace(tag=args.tag, base_image=args.base_image, wheelhouse=args.wheelhouse, crds_cache=None,
-                            crds_sync=False, network=None, no_cache=False, quiet=True)
-    if ns.base_image is None:
+    client = engine.connect()
+    base_image = args.base_image
+    if base_image is None:
         try:
-            client.images.get(container.LOCAL_BASE_IMAGE)
-            ns.base_image = container.LOCAL_BASE_IMAGE
+            client.images.get(appliance_image.LOCAL_BASE_IMAGE)
+            base_image = appliance_image.LOCAL_BASE_IMAGE
         except Exception:
             pass
-    plan = container.plan_build(ns)
+    plan = appliance_image.plan_build(appliance_image.BuildOptions(tag=args.tag, base_image=base_image,
+                                                                   wheelhouse=args.wheelhouse, quiet=True))
     rows = []
 
     if args.full:
-        t_full, _ = timed(lambda: container.build_image(client, plan, no_cache=True, quiet=True))
+        t_full, _ = timed(lambda: appliance_image.build_image(client, plan, no_cache=True, quiet=True))
         rows.append(("full build (--no-cache, network %s)" % (plan.network or "default"), f"{t_full:.1f} s", ""))
-    t_warm, image = timed(lambda: container.build_image(client, plan, quiet=True))
+    t_warm, image = timed(lambda: appliance_image.build_image(client, plan, quiet=True))
 
     stamp = f"# bench {time.time_ns()}\n".encode()
     edit = lambda name, data: data + stamp if name == "appliance/cli.py" else data  # noqa: E731
-    t_code, image = timed(lambda: container.build_image(client, plan, quiet=True, edit=edit))
+    t_code, image = timed(lambda: appliance_image.build_image(client, plan, quiet=True, edit=edit))
 
     size_gb = image.attrs["Size"] / 1e9
     dropped = drop_caches()

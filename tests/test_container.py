@@ -1,4 +1,4 @@
-"""The pinned image and its Docker SDK launcher (appliance.container, appliance.pin).
+"""The pinned image and its Docker SDK launcher (appliance.image, appliance.launch, appliance.engine, appliance.pin).
 
 Unmarked tests need no Docker daemon: they check the lock, the pin, the
 Dockerfile, and the options the launcher would give Docker.  Tests marked
@@ -10,7 +10,6 @@ failure.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -25,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance import container, pin
+from appliance import engine, launch, pin
+from appliance import image as appliance_image
+from appliance.errors import WorkFailed
 from appliance.errors import UserError
 from appliance.recipe import load_recipe
 
@@ -41,18 +42,12 @@ def cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Com
                           env={**os.environ, **(env or {})})
 
 
-def run_args(**kw) -> argparse.Namespace:
-    base = dict(recipe=DEMO, workdir=None, image=None, network="auto", user=None, env=[],
-                allow_env_mismatch=False, run_args=[])
-    base.update(kw)
-    return argparse.Namespace(**base)
+def run_args(**kw) -> launch.RunOptions:
+    return launch.RunOptions(**{"recipe": DEMO, **kw})
 
 
-def build_args_ns(**kw) -> argparse.Namespace:
-    base = dict(tag=None, base_image=None, wheelhouse=None, crds_cache=None, crds_sync=False, network=None,
-                no_cache=False, quiet=True, online=False)
-    base.update(kw)
-    return argparse.Namespace(**base)
+def build_args_ns(**kw) -> appliance_image.BuildOptions:
+    return appliance_image.BuildOptions(**{"quiet": True, **kw})
 
 
 RECIPE_HEAD = """\
@@ -130,7 +125,7 @@ def test_pin_numbers_are_not_repeated():
     """The pin is the one place naming the jwst release and its CRDS context."""
     p = pin.load_pin()
     for path in (DOCKERFILE, ROOT / "run.py", ROOT / ".dockerignore", *(ROOT / "container").glob("*.sh"),
-                 *(ROOT / "container").glob("*.py"), ROOT / "appliance" / "container.py", ROOT / "appliance" / "pin.py"):
+                 *(ROOT / "container").glob("*.py"), *(ROOT / "appliance" / name for name in ("image.py", "launch.py", "engine.py", "pin.py"))):
         text = path.read_text()
         assert p.crds_context not in text and f"jwst=={p.jwst}" not in text and f'"{p.jwst}"' not in text, path
 
@@ -180,7 +175,7 @@ def test_dockerfile_shape():
 
 def test_dockerignore_matches_the_launcher_context():
     allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
-    assert allowed == set(container.CONTEXT_FILES) - {".dockerignore"} | set(container.CONTEXT_DIRS)
+    assert allowed == set(appliance_image.CONTEXT_FILES) - {".dockerignore"} | set(appliance_image.CONTEXT_DIRS)
 
 
 # ------------------------------------------------------------------ build plan (no daemon)
@@ -194,7 +189,7 @@ def fake_wheelhouse(directory: Path, skip: int = 0) -> Path:
 
 
 def test_build_plan_with_complete_wheelhouse_is_hermetic(tmp_path):
-    plan = container.plan_build(build_args_ns(wheelhouse=fake_wheelhouse(tmp_path / "w"), base_image="base:1"), {})
+    plan = appliance_image.plan_build(build_args_ns(wheelhouse=fake_wheelhouse(tmp_path / "w"), base_image="base:1"), {})
     p = pin.load_pin()
     assert plan.network == "none"
     assert plan.tag == f"jwst-appliance:{p.jwst}"
@@ -204,38 +199,38 @@ def test_build_plan_with_complete_wheelhouse_is_hermetic(tmp_path):
     names = [name for _, name in plan.files]
     assert names == list(dict.fromkeys(names))  # no duplicates
     assert {"Dockerfile", "run.py", "pyproject.toml", "container/requirements.lock", "container/pin.toml",
-            "appliance/container.py", "recipes/demo.toml"} <= set(names)
+            "appliance/launch.py", "recipes/demo.toml"} <= set(names)
     assert sum(n.startswith("container/wheels/") for n in names) == len(lock_pins())
     assert not any(n.startswith((".venv", ".git/", "tests/", "work/")) or "__pycache__" in n for n in names)
 
 
 def test_build_plan_incomplete_wheelhouse(tmp_path):
     with pytest.raises(UserError, match=r"--wheelhouse .*: 2 locked wheel\(s\) missing, e\.g\. .*fetch-wheels\.sh"):
-        container.plan_build(build_args_ns(wheelhouse=fake_wheelhouse(tmp_path / "w", skip=2)), {})
+        appliance_image.plan_build(build_args_ns(wheelhouse=fake_wheelhouse(tmp_path / "w", skip=2)), {})
     with pytest.raises(UserError, match="no such directory"):
-        container.plan_build(build_args_ns(wheelhouse=tmp_path / "none"), {})
+        appliance_image.plan_build(build_args_ns(wheelhouse=tmp_path / "none"), {})
 
 
 def test_build_plan_fetches_an_incomplete_default_wheelhouse_on_the_host(tmp_path, monkeypatch):
-    monkeypatch.setattr(container, "DEFAULT_WHEELHOUSE", fake_wheelhouse(tmp_path / "w", skip=3))
-    plan = container.plan_build(build_args_ns(), {})
+    monkeypatch.setattr(appliance_image, "DEFAULT_WHEELHOUSE", fake_wheelhouse(tmp_path / "w", skip=3))
+    plan = appliance_image.plan_build(build_args_ns(), {})
     assert len(plan.missing_wheels) == 3 and plan.wheelhouse == tmp_path / "w"
     assert plan.network == "none" and plan.buildargs["WHEELS"] == "offline"  # --no-index in the Dockerfile
-    online = container.plan_build(build_args_ns(online=True), {})
+    online = appliance_image.plan_build(build_args_ns(online=True), {})
     assert online.missing_wheels == [] and online.wheelhouse is None
     assert online.network is None and online.buildargs["WHEELS"] == "online"
     with pytest.raises(UserError, match="--online and --wheelhouse exclude each other"):
-        container.plan_build(build_args_ns(online=True, wheelhouse=tmp_path / "w"), {})
+        appliance_image.plan_build(build_args_ns(online=True, wheelhouse=tmp_path / "w"), {})
 
 
 def test_a_host_that_cannot_reach_the_index_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(container, "DEFAULT_WHEELHOUSE", tmp_path / "wheels")
+    monkeypatch.setattr(appliance_image, "DEFAULT_WHEELHOUSE", tmp_path / "wheels")
     monkeypatch.setenv("WHEELS_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "5")
-    plan = container.plan_build(build_args_ns(), {})
-    with pytest.raises(container.WorkFailed) as info:
-        container.fetch_wheels(plan)
+    plan = appliance_image.plan_build(build_args_ns(), {})
+    with pytest.raises(WorkFailed) as info:
+        appliance_image.fetch_wheels(plan)
     message = str(info.value)
     assert message.startswith("cannot fetch the locked wheels on this host (") and "\n" not in message
     assert "--online" in message
@@ -254,31 +249,31 @@ def test_build_plan_crds_cache(tmp_path):
     (cache / "config" / "jwst" / "server_config").write_text("{}")
     (cache / "mappings" / "jwst").mkdir(parents=True)
     (cache / "mappings" / "jwst" / "x.pmap").write_text("header")
-    plan = container.plan_build(build_args_ns(crds_cache=cache, wheelhouse=fake_wheelhouse(tmp_path / "w")), {})
+    plan = appliance_image.plan_build(build_args_ns(crds_cache=cache, wheelhouse=fake_wheelhouse(tmp_path / "w")), {})
     assert plan.buildargs["CRDS_CACHE_DIR"] == "crds-cache"
     assert "crds-cache/mappings/jwst/x.pmap" in [n for _, n in plan.files]
     with pytest.raises(UserError, match="not a CRDS cache"):
-        container.plan_build(build_args_ns(crds_cache=tmp_path), {})
+        appliance_image.plan_build(build_args_ns(crds_cache=tmp_path), {})
 
 
 def test_build_context_is_reproducible(tmp_path):
-    plan = container.plan_build(build_args_ns(wheelhouse=fake_wheelhouse(tmp_path / "w")), {})
+    plan = appliance_image.plan_build(build_args_ns(wheelhouse=fake_wheelhouse(tmp_path / "w")), {})
     tars = []
     for _ in range(2):
         buf = io.BytesIO()
-        container.write_context(plan.files, buf)
+        appliance_image.write_context(plan.files, buf)
         tars.append(buf.getvalue())
     assert tars[0] == tars[1]
     with tarfile.open(fileobj=io.BytesIO(tars[0])) as tar:
         member = tar.getmember("container/ensure-docker.sh")
-        assert member.mode == 0o755 and member.uid == 0 and member.mtime == container.CONTEXT_MTIME
+        assert member.mode == 0o755 and member.uid == 0 and member.mtime == appliance_image.CONTEXT_MTIME
 
 
 # ------------------------------------------------------------------ run plan (no daemon)
 
 def test_run_plan_demo(tmp_path):
     recipe = load_recipe(DEMO)
-    plan = container.plan_run(run_args(workdir=tmp_path / "w"), recipe, environ={})
+    plan = launch.plan_run(run_args(workdir=tmp_path / "w"), recipe, environ={})
     kw = plan.run_kwargs()
     assert plan.network == "none" and kw["network_mode"] == "none"  # simulated inputs need no network
     assert kw["read_only"] is True and "/tmp" in kw["tmpfs"]
@@ -292,8 +287,8 @@ def test_run_plan_demo(tmp_path):
 
 def test_run_plan_passes_flags_and_network(tmp_path):
     recipe = load_recipe(DEMO)
-    plan = container.plan_run(run_args(workdir=tmp_path / "w", allow_env_mismatch=True, network="bridge",
-                                       run_args=["--jobs=2"], user="1234:99"), recipe, environ={})
+    plan = launch.plan_run(run_args(workdir=tmp_path / "w", allow_env_mismatch=True, network="bridge",
+                                       run_args=("--jobs=2",), user="1234:99"), recipe, environ={})
     assert plan.command[-2:] == ["--allow-env-mismatch", "--jobs=2"]
     assert plan.network == "bridge" and plan.user == "1234:99"
 
@@ -302,16 +297,16 @@ def test_run_environment_allow_list_without_secrets():
     environ = {"TZ": "UTC", "OMP_NUM_THREADS": "2", "APPLIANCE_EXECUTOR": "process", "HOME": "/root",
                "PATH": "/bin", "CRDS_PATH": "/host/crds", "AWS_SECRET_ACCESS_KEY": "x", "APPLIANCE_TOKEN": "x",
                "MAST_API_TOKEN": "tok", "APPLIANCE_IMAGE_ID": "forged", "FOO": "bar"}
-    env, secrets = container.run_environment(environ, ["FOO"], "none")
+    env, secrets = launch.run_environment(environ, ["FOO"], "none")
     assert env == {"TZ": "UTC", "OMP_NUM_THREADS": "2", "APPLIANCE_EXECUTOR": "process", "FOO": "bar"}
     assert secrets == {}  # no network, no token
-    env, secrets = container.run_environment(environ, [], "bridge")
+    env, secrets = launch.run_environment(environ, [], "bridge")
     assert "tok" not in env.values() and env["MAST_API_TOKEN_FILE"] == "/run/secrets/mast_api_token"
     assert secrets == {"/run/secrets/mast_api_token": "tok"}
     with pytest.raises(UserError, match="secrets are not passed"):
-        container.run_environment(environ, ["MAST_API_TOKEN"], "bridge")
+        launch.run_environment(environ, ["MAST_API_TOKEN"], "bridge")
     with pytest.raises(UserError, match="set by the launcher"):
-        container.run_environment(environ, ["APPLIANCE_IMAGE_ID=x"], "none")
+        launch.run_environment(environ, ["APPLIANCE_IMAGE_ID=x"], "none")
 
 
 def test_run_plan_local_inputs(tmp_path):
@@ -320,7 +315,7 @@ def test_run_plan_local_inputs(tmp_path):
     for name in ("a_uncal.fits", "b_uncal.fits"):
         (tmp_path / "data" / name).write_bytes(b"x")
     recipe = load_recipe(local_recipe(tmp_path / "recipes", '["../data/*_uncal.fits"]'))
-    plan = container.plan_run(run_args(workdir=tmp_path / "w", recipe=recipe.path), recipe, environ={})
+    plan = launch.plan_run(run_args(workdir=tmp_path / "w", recipe=recipe.path), recipe, environ={})
     # ../data must resolve inside the container: the mount widens to the common directory
     assert plan.volumes[str(tmp_path)] == {"bind": "/recipe", "mode": "ro"}
     assert plan.command[1] == "/recipe/recipes/r.toml"
@@ -328,28 +323,28 @@ def test_run_plan_local_inputs(tmp_path):
 
 
 def test_run_plan_absolute_inputs(tmp_path, monkeypatch):
-    monkeypatch.setattr(container, "RESERVED_PREFIXES", ("/work", "/opt"))
+    monkeypatch.setattr(launch, "RESERVED_PREFIXES", ("/work", "/opt"))
     data = tmp_path / "data"
     data.mkdir()
     (data / "a_rate.fits").write_bytes(b"x")
     recipe = load_recipe(local_recipe(tmp_path, f'["{data}/a_rate.fits"]'))
-    plan = container.plan_run(run_args(workdir=tmp_path / "w", recipe=recipe.path), recipe, environ={})
+    plan = launch.plan_run(run_args(workdir=tmp_path / "w", recipe=recipe.path), recipe, environ={})
     assert plan.volumes[str(data / "a_rate.fits")] == {"bind": str(data / "a_rate.fits"), "mode": "ro"}
-    monkeypatch.setattr(container, "RESERVED_PREFIXES", (str(tmp_path),))
+    monkeypatch.setattr(launch, "RESERVED_PREFIXES", (str(tmp_path),))
     with pytest.raises(UserError, match=r"inputs\.local: .* lies under .*, which the container uses itself"):
-        container.plan_run(run_args(workdir=tmp_path / "w", recipe=recipe.path), recipe, environ={})
+        launch.plan_run(run_args(workdir=tmp_path / "w", recipe=recipe.path), recipe, environ={})
 
 
 def test_workdir_checks(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="expected a directory, found a file"):
-        container.check_workdir_for(tmp_path / "file", os.getuid(), [])
+        launch.check_workdir_for(tmp_path / "file", os.getuid(), [])
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o755)
     other = os.getuid() + 4321
     with pytest.raises(UserError, match=rf"not writable by uid {other}"):
-        container.check_workdir_for(locked, other, [other])
-    container.check_workdir_for(tmp_path / "new" / "deeper", os.getuid(), [])  # creatable
+        launch.check_workdir_for(locked, other, [other])
+    launch.check_workdir_for(tmp_path / "new" / "deeper", os.getuid(), [])  # creatable
     assert not (tmp_path / "new").exists()
 
 
@@ -366,14 +361,14 @@ def test_missing_daemon_is_one_line_exit_2(tmp_path):
 def test_connect_error_names_the_reason(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
     with pytest.raises(UserError, match=r"no Docker daemon answers at tcp://127\.0\.0\.1:9 \(.*refused.*\)"):
-        container.connect(timeout=5)
+        engine.connect(timeout=5)
 
 
 # ================================================================== with a Docker engine
 
 def _daemon_or_skip():
     try:
-        return container.connect(timeout=10)
+        return engine.connect(timeout=10)
     except UserError as exc:
         if os.environ.get("APPLIANCE_REQUIRE_DOCKER") == "1":
             pytest.fail(str(exc))
@@ -383,7 +378,7 @@ def _daemon_or_skip():
 def _base_image(client) -> str:
     """The base image to build from; without one the container tests skip with the command that makes it."""
     wanted = os.environ.get("APPLIANCE_BASE_IMAGE")
-    for name in ([wanted] if wanted else [container.LOCAL_BASE_IMAGE, container.DEFAULT_BASE_IMAGE]):
+    for name in ([wanted] if wanted else [appliance_image.LOCAL_BASE_IMAGE, appliance_image.DEFAULT_BASE_IMAGE]):
         try:
             client.images.get(name)
             return name
@@ -391,11 +386,11 @@ def _base_image(client) -> str:
             pass
     if not wanted:
         try:
-            client.images.pull(container.DEFAULT_BASE_IMAGE)
-            return container.DEFAULT_BASE_IMAGE
+            client.images.pull(appliance_image.DEFAULT_BASE_IMAGE)
+            return appliance_image.DEFAULT_BASE_IMAGE
         except Exception:
             pass
-    reason = (f"no base image ({wanted or container.LOCAL_BASE_IMAGE + ' or ' + container.DEFAULT_BASE_IMAGE}): "
+    reason = (f"no base image ({wanted or appliance_image.LOCAL_BASE_IMAGE + ' or ' + appliance_image.DEFAULT_BASE_IMAGE}): "
               f"make one with `sudo container/make-base-image.sh`")
     if os.environ.get("APPLIANCE_REQUIRE_DOCKER") == "1":
         pytest.fail(reason)
@@ -410,7 +405,7 @@ def docker_client():
 @pytest.fixture(scope="session")
 def image(docker_client):
     """The appliance image of this checkout (a cached rebuild when CI built it just before)."""
-    tag = container.default_tag()
+    tag = appliance_image.default_tag()
     done = cli("docker", "build", "--quiet", "--base-image", _base_image(docker_client), "--tag", tag)
     assert done.returncode == 0, done.stderr[-3000:]
     return docker_client.images.get(tag)
@@ -421,11 +416,11 @@ def test_a_fresh_checkout_builds_hermetically_fetching_the_wheels_on_the_host(do
     """A build context with an empty container/wheels/: the launcher fetches the locked wheels on the host,
     then builds with pip --no-index and no network at all."""
     copy = tmp_path / "checkout"
-    for name in container.CONTEXT_FILES:
+    for name in appliance_image.CONTEXT_FILES:
         if (ROOT / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             (copy / name).write_bytes((ROOT / name).read_bytes())
-    for top in container.CONTEXT_DIRS:
+    for top in appliance_image.CONTEXT_DIRS:
         shutil.copytree(ROOT / top, copy / top, ignore=shutil.ignore_patterns("wheels", "__pycache__"))
     (copy / "run.py").chmod(0o755)
     assert not (copy / "container" / "wheels").exists()
@@ -437,7 +432,7 @@ def test_a_fresh_checkout_builds_hermetically_fetching_the_wheels_on_the_host(do
         assert f"fetching {len(lock_pins())} locked wheel(s) on the host into {copy / 'container' / 'wheels'}" \
             in done.stderr
         assert "(pip --no-index), network none" in done.stderr
-        assert not container.missing_wheels(copy / "container" / "wheels", copy / "container" / "requirements.lock")
+        assert not appliance_image.missing_wheels(copy / "container" / "wheels", copy / "container" / "requirements.lock")
         assert docker_client.images.get(tag).labels[pin.LABEL_LOCK_SHA256] == image.labels[pin.LABEL_LOCK_SHA256]
     finally:
         try:
@@ -449,7 +444,7 @@ def test_a_fresh_checkout_builds_hermetically_fetching_the_wheels_on_the_host(do
 @pytest.mark.container
 def test_image_labels_and_image_json(docker_client, image):
     labels = image.labels
-    assert {k: labels[k] for k in container.image_labels_from_pin()} == container.image_labels_from_pin()
+    assert {k: labels[k] for k in appliance_image.image_labels_from_pin()} == appliance_image.image_labels_from_pin()
     raw = docker_client.containers.run(image.id, entrypoint=["cat", "/etc/appliance/image.json"], remove=True,
                                        network_mode="none")
     assert json.loads(raw) == labels

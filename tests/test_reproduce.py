@@ -238,11 +238,12 @@ def test_reproduce_in_the_recorded_image(tmp_path):
     """A run made in the image is reproduced in that same image, found by its id; outside it, refused."""
     from test_compare import SMALL
 
-    from appliance import container
+    from appliance import engine
+    from appliance import image as appliance_image
 
     try:
-        client = container.connect(timeout=10)
-        client.images.get(container.default_tag())
+        client = engine.connect(timeout=10)
+        client.images.get(appliance_image.default_tag())
     except Exception as exc:  # noqa: BLE001 - no daemon, or no image built yet (test_container builds it)
         pytest.skip(f"no appliance image to run in: {exc}")
     recipe = tmp_path / "small.toml"

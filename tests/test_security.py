@@ -577,7 +577,9 @@ def test_an_internal_error_is_one_line_with_the_traceback_in_a_log(capsys, monke
     def broken(args):
         raise KeyError("boom")
 
-    monkeypatch.setattr(cli, "cmd_verify", broken)
+    from appliance.commands import verify
+
+    monkeypatch.setattr(verify, "cmd_verify", broken)
     line = one_line(capsys, "verify", tmp_path, code=1)
     assert line.startswith("error: internal error (KeyError: 'boom'); the traceback is in ")
     log = Path(line.rpartition(" ")[2])

@@ -1,0 +1,69 @@
+"""``run.py check RECIPE``: validate a recipe, print its plan and its estimated cost, run nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from appliance.commands import default_workdir, recipe_path
+from appliance.pipelines import STAGE_ORDER
+from appliance.safety import printable
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("check", help="validate a recipe and print its plan without running it")
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="where the run would go (its free disk is checked; default work/<recipe name>)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args) -> int:
+    from appliance import session
+
+    prepared, plan, cost = session.check(recipe_path(args.recipe), default_workdir(args))
+    recipe = prepared.recipe
+    if args.json:
+        print(json.dumps({"recipe": recipe.name, "crds": prepared.settings.as_dict(),
+                          "plan": plan.as_dict() if plan else None,
+                          "estimate": None if cost is None else {"memory_bytes": round(cost.memory),
+                                                                 "memory_task": cost.memory_task,
+                                                                 "disk_bytes": round(cost.disk)}},
+                         indent=2, default=str))
+        return 0
+    say(f"recipe   {recipe.name}  ({recipe.path})")
+    say(f"jwst     {recipe.environment.jwst}   CRDS context {recipe.environment.crds_context}"
+        f"   step-parameter references {'on' if recipe.environment.use_step_pars else 'off'}")
+    for mismatch in prepared.mismatches:
+        say(f"warning  environment differs: {mismatch}")
+    say(f"inputs   {recipe.input_kind}")
+    if plan is None:
+        stages = [s for s in STAGE_ORDER if not recipe.stages[s].skip]
+        say("plan     exposures are resolved by the MAST query at fetch time; stages: " + ", ".join(stages))
+        print_steps(recipe, stages)
+        return 0
+    say(f"stages   {' → '.join(plan.stages)}")
+    say(f"exposures ({len(plan.exposures)}):")
+    for e in plan.exposures:
+        say(f"  {e.filter:<7} {e.name}_{e.kind}.fits")
+    print_steps(recipe, plan.stages)
+    say(f"estimate {cost.describe()}")
+    say(f"tasks ({len(plan.tasks)}):")
+    for t in plan.tasks:
+        say(f"  {t.id:<48} {' '.join(t.inputs)[:60]} → {' '.join(t.outputs)}")
+    for op in recipe.postprocess:
+        say(f"postprocess  {op.op} {dict(op.params)}")
+    return 0
+
+
+def print_steps(recipe, stages) -> None:
+    for stage in stages:
+        steps = recipe.stages[stage].steps
+        overrides = ", ".join(f"{s}.{k}={v!r}" for s, p in steps.items() for k, v in p.items()) or "jwst defaults"
+        say(f"  {stage:<9} {overrides}")
+
+
+def say(text: str) -> None:
+    """Print a line that quotes the recipe: its control characters escaped."""
+    print(printable(text))

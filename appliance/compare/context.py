@@ -1,0 +1,135 @@
+"""What changed around the products: recipe, step parameters, packages, CRDS context and references, statuses, inputs."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from appliance.compare.model import Change, digest_format
+
+def context_changes(base: dict, new: dict, pairs) -> list[Change]:
+    """What changed around the products: recipe, parameters, environment, references, statuses, inputs."""
+    out: list[Change] = []
+    rb, rn = base.get("recipe", {}), new.get("recipe", {})
+    if rb.get("sha256") != rn.get("sha256"):
+        out.append(Change("recipe", f"recipe text changed (sha256 {str(rb.get('sha256'))[:12]}… → "
+                                    f"{str(rn.get('sha256'))[:12]}…)"))
+    out += _parameter_changes(base, new)
+    eb, en = base.get("environment", {}) or {}, new.get("environment", {}) or {}
+    for key in ("crds_context", "crds_mode", "use_step_pars"):
+        if eb.get(key) != en.get(key):
+            out.append(Change("CRDS", f"{key}: {eb.get(key)} → {en.get(key)}"))
+    pb, pn = (eb.get("python") or {}).get("version"), (en.get("python") or {}).get("version")
+    if pb != pn:
+        out.append(Change("environment", f"Python {pb} → {pn}"))
+    platb, platn = (eb.get("platform") or {}).get("platform"), (en.get("platform") or {}).get("platform")
+    if platb != platn:
+        out.append(Change("environment", f"platform {platb} → {platn}"))
+    ib, inn = eb.get("image") or {}, en.get("image") or {}
+    if (ib.get("id"), ib.get("digest")) != (inn.get("id"), inn.get("digest")):
+        out.append(Change("environment", f"container image {_image(ib)} → {_image(inn)}"))
+    out += _dict_changes("packages", eb.get("packages") or {}, en.get("packages") or {})
+    out += _dict_changes("CRDS reference files", eb.get("crds_references") or {}, en.get("crds_references") or {},
+                         short=True)
+    if digest_format(base) != digest_format(new):
+        out.append(Change("content digest", f"format {digest_format(base)} → {digest_format(new)}: "
+                                            f"every product compared file by file"))
+    out += _per_product_changes("reference files per product", "crds_refs", pairs)
+    out += _per_product_changes("step statuses", "step_status", pairs)
+    out += _input_changes(base, new)
+    return out
+
+
+def _image(info: dict) -> str:
+    if not info:
+        return "none"
+    return str(info.get("digest") or info.get("id") or "unknown")[:19]
+
+
+def _dict_changes(section: str, a: dict, b: dict, short: bool = False) -> list[Change]:
+    out = []
+    fmt = (lambda v: str(v)[:12] + "…") if short else str
+    for key in sorted(set(a) | set(b)):
+        if key not in b:
+            out.append(Change(section, f"{key} {fmt(a[key])} removed"))
+        elif key not in a:
+            out.append(Change(section, f"{key} {fmt(b[key])} added"))
+        elif a[key] != b[key]:
+            out.append(Change(section, f"{key} {fmt(a[key])} → {fmt(b[key])}"))
+    return out
+
+
+def flatten_params(params: dict) -> dict[str, object]:
+    """A task's params as ``step.parameter`` → value (other keys as they are)."""
+    flat = {}
+    for key, value in (params or {}).items():
+        if key == "steps" and isinstance(value, dict):
+            for step, pars in value.items():
+                for name, v in (pars or {}).items():
+                    flat[f"{step}.{name}"] = v
+        else:
+            flat[key] = value
+    return flat
+
+
+def _parameter_changes(base: dict, new: dict) -> list[Change]:
+    tb = {t["id"]: t for t in base.get("tasks", []) if isinstance(t, dict) and "id" in t}
+    tn = {t["id"]: t for t in new.get("tasks", []) if isinstance(t, dict) and "id" in t}
+    grouped: dict[tuple, list[str]] = defaultdict(list)
+    for task_id in [t for t in tb if t in tn]:
+        fa, fb = flatten_params(tb[task_id].get("params")), flatten_params(tn[task_id].get("params"))
+        kind = tn[task_id].get("kind") or task_id.partition(":")[0]
+        for key in sorted(set(fa) | set(fb)):
+            if key == "product_name":
+                continue
+            va, vb = fa.get(key, _DEFAULT), fb.get(key, _DEFAULT)
+            if va != vb:
+                grouped[(kind, key, _show(va), _show(vb))].append(task_id)
+    out = []
+    for (kind, key, va, vb), ids in grouped.items():
+        where = f"{len(ids)} {kind} task{'s' if len(ids) != 1 else ''}"
+        out.append(Change("step parameters", f"{kind} {key}: {va} → {vb} ({where})"))
+    return out
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "(default)"
+
+
+_DEFAULT = _Default()
+
+
+def _show(value) -> str:
+    if value is _DEFAULT:
+        return "(default)"
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+def _per_product_changes(section: str, key: str, pairs) -> list[Change]:
+    grouped: dict[tuple, int] = defaultdict(int)
+    for _, b, n in pairs:
+        if b is None or n is None:
+            continue
+        a_map, b_map = b.get(key) or {}, n.get(key) or {}
+        for k in sorted(set(a_map) | set(b_map)):
+            if a_map.get(k) != b_map.get(k):
+                grouped[(k, a_map.get(k, "(none)"), b_map.get(k, "(none)"))] += 1
+    return [Change(section, f"{k}: {va} → {vb} in {count} product{'s' if count != 1 else ''}")
+            for (k, va, vb), count in grouped.items()]
+
+
+def _input_changes(base: dict, new: dict) -> list[Change]:
+    ia = {i["name"]: i for i in base.get("inputs", [])}
+    ib = {i["name"]: i for i in new.get("inputs", [])}
+    out = []
+    for name in sorted(set(ia) | set(ib)):
+        if name not in ib:
+            out.append(Change("inputs", f"{name} only in the baseline"))
+        elif name not in ia:
+            out.append(Change("inputs", f"{name} only in the new run"))
+        elif ia[name]["sha256"] != ib[name]["sha256"]:
+            out.append(Change("inputs", f"{name}: sha256 {ia[name]['sha256'][:12]}… → {ib[name]['sha256'][:12]}…"))
+        elif ia[name].get("origin") != ib[name].get("origin"):
+            out.append(Change("inputs", f"{name}: same bytes from another origin ({ib[name].get('origin')})"))
+    return out
