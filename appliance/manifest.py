@@ -16,8 +16,9 @@ import json
 import os
 import platform
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from appliance.errors import UserError
 from appliance.files import atomic_write, file_sha256
@@ -324,7 +325,116 @@ def manifest_path(path_or_dir: str | os.PathLike) -> Path:
     return path / MANIFEST_NAME if path.is_dir() else path
 
 
-def load_manifest(path_or_dir: str | os.PathLike) -> dict:
+@dataclass(frozen=True)
+class InputRecord:
+    """One input of a recorded run: its workdir path, size, sha256 and where it came from."""
+
+    name: str
+    sha256: str
+    size: int | None = None
+    origin: str = ""
+    fetched_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    """One product: path, size, sha256, content digest, producing task, CRDS references, step statuses."""
+
+    path: str
+    sha256: str
+    content_digest: str
+    size: int | None = None
+    task: str = ""
+    crds_refs: Mapping[str, str] = field(default_factory=dict)
+    step_status: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    id: str
+    kind: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """The container image a run happened in (``environment.image``)."""
+
+    id: str | None = None
+    digest: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    """Where a recorded run happened, as far as comparing and reproducing need it."""
+
+    python_version: str | None = None
+    platform: str | None = None
+    packages: Mapping[str, str] = field(default_factory=dict)
+    jwst: str | None = None
+    crds_context: str | None = None
+    crds_mode: str | None = None
+    crds_path: str | None = None
+    use_step_pars: bool | None = None
+    image: ImageRecord | None = None
+    crds_references: Mapping[str, str] = field(default_factory=dict)
+    env_mismatches: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as read back: checked, typed, and the JSON it came from (``data``)."""
+
+    path: Path
+    recipe_path: str
+    recipe_text: str
+    recipe_sha256: str
+    environment: EnvironmentRecord
+    inputs: tuple[InputRecord, ...]
+    products: tuple[ProductRecord, ...]
+    tasks: tuple[TaskRecord, ...]
+    started: str | None
+    finished: str | None
+    digest_format: str | None
+    plan_exposures: tuple[str, ...]
+    data: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict, path: Path) -> "Manifest":
+        """Typed records of checked JSON (:func:`load_manifest` has checked every field used here)."""
+        env = data.get("environment", {})
+        image = env.get("image")
+        pick = lambda record_type, d: record_type(**{k: d[k] for k in record_type.__dataclass_fields__ if k in d})  # noqa: E731
+        return cls(
+            path=Path(path),
+            recipe_path=str(data["recipe"].get("path", "")),
+            recipe_text=data["recipe"]["text"],
+            recipe_sha256=data["recipe"]["sha256"].lower(),
+            environment=EnvironmentRecord(
+                python_version=(env.get("python") or {}).get("version"),
+                platform=(env.get("platform") or {}).get("platform"),
+                packages=dict(env.get("packages", {})),
+                jwst=env.get("jwst"), crds_context=env.get("crds_context"), crds_mode=env.get("crds_mode"),
+                crds_path=env.get("crds_path"), use_step_pars=env.get("use_step_pars"),
+                image=None if image is None else pick(ImageRecord, image),
+                crds_references=dict(env.get("crds_references", {})),
+                env_mismatches=tuple(env.get("env_mismatches", ())),
+            ),
+            inputs=tuple(pick(InputRecord, i) for i in data.get("inputs", [])),
+            products=tuple(pick(ProductRecord, p) for p in data.get("products", [])),
+            tasks=tuple(pick(TaskRecord, {**t, "outputs": tuple(t.get("outputs", ()))}) for t in data.get("tasks", [])),
+            started=data.get("started"),
+            finished=data.get("finished"),
+            digest_format=(data.get("content_digest") or {}).get("format"),
+            plan_exposures=tuple((data.get("plan") or {}).get("exposures", ())),
+            data=data,
+        )
+
+
+def load_manifest(path_or_dir: str | os.PathLike) -> Manifest:
     """Read and check a manifest; every problem is a one-line :class:`UserError`.
 
     A manifest is untrusted input (it may come back from anyone's disk), so it
@@ -357,7 +467,7 @@ def load_manifest(path_or_dir: str | os.PathLike) -> dict:
     problem = _structure_problem(manifest)
     if problem:
         raise UserError(f"{where}: {problem}")
-    return manifest
+    return Manifest.from_json(manifest, path)
 
 
 #: The fields of each list entry the appliance reads: (name, kind, required); kinds in :func:`_expected`.
@@ -447,7 +557,7 @@ def verify(path_or_dir: str | os.PathLike) -> list[str]:
     matches.  A manifest that cannot be read raises :class:`UserError`.
     """
     path = manifest_path(path_or_dir)
-    manifest = load_manifest(path)
+    manifest = load_manifest(path).data
     root = path.parent
     problems = []
     for rel, sha, size in _entries(manifest):

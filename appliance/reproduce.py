@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 
 from appliance import crdsenv, reduction, sources
 from appliance.errors import UserError, WorkFailed
+from appliance.manifest import EnvironmentRecord, ImageRecord, InputRecord, Manifest, load_manifest, manifest_path
 from appliance.prefetch import needs_prefetch, prefetch_references, recipe_reftypes
 from appliance.safety import is_name, printable
 from appliance.session import choose_settings, prepare
@@ -63,39 +64,38 @@ def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None
               docker: bool = False, fetch_references: bool = True):
     """Rebuild the run a manifest describes into ``workdir``; returns the :class:`~appliance.compare.Comparison`."""
     from appliance import compare
-    from appliance.manifest import load_manifest, manifest_path
     from appliance.recipe import parse_recipe
 
     recorded_path = manifest_path(manifest_arg)
     recorded = load_manifest(recorded_path)
     workdir = Path(workdir)
     _check_workdir(workdir, recorded_path)
-    recipe_name = PurePosixPath(str(recorded["recipe"].get("path") or "recipe.toml")).name
+    recipe_name = PurePosixPath(recorded.recipe_path or "recipe.toml").name
     if not recipe_name.endswith(".toml"):
         recipe_name += ".toml"
     if not is_name(recipe_name):  # it becomes a file name in the reproduction
         recipe_name = "recipe.toml"
     # structure only (no jwst): where the recipe will live decides where local inputs go
-    draft = parse_recipe(recorded["recipe"]["text"], workdir.absolute() / RECIPE_DIR / recipe_name)
-    say(f"recipe   {recipe_name} from {recorded_path} (sha256 {recorded['recipe']['sha256'][:16]}… matches its text)")
+    draft = parse_recipe(recorded.recipe_text, workdir.absolute() / RECIPE_DIR / recipe_name)
+    say(f"recipe   {recipe_name} from {recorded_path} (sha256 {recorded.recipe_sha256[:16]}… matches its text)")
 
     if tolerance:
         _check_recorded_products(recorded, recorded_path)
     image = None
     if docker:
-        image = _recorded_image(recorded)
+        image = _recorded_image(recorded.environment.image)
     else:
-        _check_environment(recorded, allow_env_mismatch)
+        _check_environment(recorded.environment, allow_env_mismatch)
 
-    layout = plan_inputs(draft, recorded)
+    layout = plan_inputs(draft, recorded.inputs)
     parent = workdir.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=parent, prefix=f".{workdir.name}.reproduce-"))
     try:
         recipe_path = stage / layout.recipe_rel
         recipe_path.parent.mkdir(parents=True, exist_ok=True)
-        recipe_path.write_bytes(recorded["recipe"]["text"].encode("utf-8"))
-        placed = restore_inputs(draft, recorded, stage, layout)
+        recipe_path.write_bytes(recorded.recipe_text.encode("utf-8"))
+        placed = restore_inputs(draft, recorded.inputs, stage, layout)
         os.chmod(stage, 0o755)
         if workdir.exists():
             workdir.rmdir()  # checked empty above
@@ -104,7 +104,7 @@ def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None
         shutil.rmtree(stage, ignore_errors=True)
         raise
     recipe_path = workdir.absolute() / layout.recipe_rel
-    say(f"inputs   {len(recorded.get('inputs', []))} rebuilt from their origins; every sha256 matches the manifest")
+    say(f"inputs   {len(recorded.inputs)} rebuilt from their origins; every sha256 matches the manifest")
 
     if docker:
         new_manifest = _run_in_image(image, recipe_path, workdir)
@@ -112,7 +112,7 @@ def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None
         datasets = [Path(p) if os.path.isabs(p) else workdir.absolute() / p for p in placed]
         # A run recorded with --allow-env-mismatch (its recipe names another jwst or context than the one it ran
         # with) is reproduced with the same allowance: the environment itself was checked against the record above.
-        allow = allow_env_mismatch or bool((recorded.get("environment") or {}).get("env_mismatches"))
+        allow = allow_env_mismatch or bool(recorded.environment.env_mismatches)
         new_manifest = _run_here(recipe_path, workdir, draft, allow, fetch_references, datasets)
     return compare.compare(recorded_path, new_manifest, tolerances=tolerances, digests_only=not tolerance)
 
@@ -123,21 +123,21 @@ def _check_workdir(workdir: Path, recorded_path: Path) -> None:
     check_new_directory(workdir, "--workdir", "reproduce into a new one")
 
 
-def _check_recorded_products(recorded: dict, recorded_path: Path) -> None:
+def _check_recorded_products(recorded: Manifest, recorded_path: Path) -> None:
     """--tolerance compares files: the recorded FITS and catalog products must be beside the manifest."""
     from appliance.compare.diffs import tolerance_kind
 
     root = recorded_path.parent
-    for product in recorded.get("products", []):
-        if tolerance_kind(product["path"]) and not (root / product["path"]).is_file():
-            raise UserError(f"{root / product['path']}: missing; --tolerance compares the recorded products, so "
+    for product in recorded.products:
+        if tolerance_kind(product.path) and not (root / product.path).is_file():
+            raise UserError(f"{root / product.path}: missing; --tolerance compares the recorded products, so "
                             f"they must be beside {recorded_path.name} (or reproduce without --tolerance)")
 
 
 # --------------------------------------------------------------------------- environment
 
 
-def environment_differences(recorded_env: dict, current_packages: dict | None = None,
+def environment_differences(recorded_env: EnvironmentRecord, current_packages: dict | None = None,
                             python_version: str | None = None, image_id: str | None = None) -> tuple[list[str], list[str]]:
     """(blocking differences, warnings) between a recorded environment and this one."""
     from appliance.manifest import installed_distributions
@@ -146,10 +146,10 @@ def environment_differences(recorded_env: dict, current_packages: dict | None = 
     python_version = python_version or platform.python_version()
     image_id = image_id if image_id is not None else os.environ.get("APPLIANCE_IMAGE_ID")
     blocking, warnings = [], []
-    rec_py = (recorded_env.get("python") or {}).get("version")
+    rec_py = recorded_env.python_version
     if rec_py and rec_py != python_version:
         blocking.append(f"Python {rec_py} recorded, {python_version} here")
-    recorded_pkgs = recorded_env.get("packages") or {}
+    recorded_pkgs = recorded_env.packages
     for name in sorted(recorded_pkgs):
         here = packages.get(name)
         if here is None:
@@ -160,22 +160,21 @@ def environment_differences(recorded_env: dict, current_packages: dict | None = 
     if extra and recorded_pkgs:
         warnings.append(f"installed here but not in the recorded run: {', '.join(extra[:8])}"
                         + (f" (and {len(extra) - 8} more)" if len(extra) > 8 else ""))
-    rec_image = recorded_env.get("image") or {}
-    if rec_image.get("id") and rec_image.get("id") != image_id:
-        blocking.insert(0, f"the run was recorded in container image {rec_image['id'][:19]}, this is "
+    rec_image = recorded_env.image
+    if rec_image is not None and rec_image.id and rec_image.id != image_id:
+        blocking.insert(0, f"the run was recorded in container image {rec_image.id[:19]}, this is "
                            + (f"image {image_id[:19]}" if image_id else "not that image")
                            + " (use --docker to run in it)")
     return blocking, warnings
 
 
-def _check_environment(recorded: dict, allow: bool) -> None:
-    blocking, warnings = environment_differences(recorded.get("environment") or {})
+def _check_environment(env: EnvironmentRecord, allow: bool) -> None:
+    blocking, warnings = environment_differences(env)
     for line in warnings:
         warn(f"warning  {line}")
     if not blocking:
-        env = recorded.get("environment") or {}
-        say(f"environment matches the recorded run (jwst {env.get('jwst')}, {len(env.get('packages') or {})} "
-            f"packages, Python {(env.get('python') or {}).get('version')})")
+        say(f"environment matches the recorded run (jwst {env.jwst}, {len(env.packages)} packages, "
+            f"Python {env.python_version})")
         return
     if not allow:
         more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
@@ -190,12 +189,11 @@ def _check_environment(recorded: dict, allow: bool) -> None:
     warn(bar)
 
 
-def _recorded_image(recorded: dict):
+def _recorded_image(info: ImageRecord | None):
     """The recorded image, found by id in the local Docker engine (checked before anything is written)."""
     from appliance.engine import connect
 
-    info = (recorded.get("environment") or {}).get("image") or {}
-    image_id = info.get("id")
+    image_id = info.id if info is not None else None
     if not image_id:
         raise UserError("--docker: the manifest records no container image (the run happened outside the "
                         "appliance image); reproduce without --docker")
@@ -207,7 +205,7 @@ def _recorded_image(recorded: dict):
                         f"(load it, e.g. `docker load -i IMAGE.tar`, or rebuild it from the same lock)") from None
     if image.id != image_id:
         raise UserError(f"--docker: the engine answered {image.id[:19]} for the recorded image {image_id[:19]}")
-    digest = info.get("digest")
+    digest = info.digest
     if digest:
         repo_digests = [d.split("@", 1)[-1] for d in (image.attrs.get("RepoDigests") or [])]
         if repo_digests and digest not in repo_digests and digest != image.id:
@@ -250,19 +248,18 @@ def _tail_for(path: Path, pattern: str) -> tuple[int, tuple] | None:
     return None
 
 
-def plan_inputs(recipe, recorded: dict) -> InputLayout:
+def plan_inputs(recipe, inputs: tuple[InputRecord, ...]) -> InputLayout:
     """Decide where the recipe and each local input go, before anything is written."""
-    inputs = recorded.get("inputs", [])
     depth = 0
     targets: dict = {}
     if recipe.input_kind == "local":
         placed = {}
         for record in inputs:
-            origin = str(record.get("origin", ""))
+            origin = record.origin
             if not origin.startswith("file://"):
-                raise UserError(f"inputs: {record['name']}: origin {origin!r} is not a file:// URL, but the recipe's "
-                                f"inputs are local files")
-            source = origin_path(origin, record["name"])
+                raise UserError(f"inputs: {printable(record.name)}: origin {printable(repr(origin))} is not a file:// "
+                                f"URL, but the recipe's inputs are local files")
+            source = origin_path(origin, record.name)
             found = None
             for spec in recipe.local:
                 if os.path.isabs(spec.path):
@@ -275,9 +272,9 @@ def plan_inputs(recipe, recorded: dict) -> InputLayout:
                         found = tail
                         break
             if found is None:
-                raise UserError(f"inputs: {record['name']}: its origin {origin} matches no entry of the recipe's "
-                                f"inputs.local, so the recipe could not find it again")
-            placed[record["name"]] = found
+                raise UserError(f"inputs: {printable(record.name)}: its origin {printable(origin)} matches no entry "
+                                f"of the recipe's inputs.local, so the recipe could not find it again")
+            placed[record.name] = found
             if found[0]:
                 depth = max(depth, found[0])
         # a recipe whose entries climb out of its directory (../data/x) sits that many levels deeper
@@ -310,7 +307,7 @@ def _check_overrides(recipe) -> None:
                                     f"that the manifest does not carry; it cannot be reproduced from the manifest alone")
 
 
-def restore_inputs(recipe, recorded: dict, stage: Path, layout: InputLayout) -> list[str]:
+def restore_inputs(recipe, inputs: tuple[InputRecord, ...], stage: Path, layout: InputLayout) -> list[str]:
     """Rebuild every recorded input from its origin into ``stage`` and check its sha256.
 
     Returns where each input now is: a path relative to ``stage``, or an
@@ -320,7 +317,7 @@ def restore_inputs(recipe, recorded: dict, stage: Path, layout: InputLayout) -> 
     settings = choose_settings(recipe.environment.crds_context, use_step_pars=recipe.environment.use_step_pars,
                                simulated=recipe.input_kind == "simulate", workdir=stage)
     with crdsenv.applied(settings):
-        return sources.restore(recipe, recorded.get("inputs", []), stage, layout.local_targets)
+        return sources.restore(recipe, inputs, stage, layout.local_targets)
 
 
 # --------------------------------------------------------------------------- running

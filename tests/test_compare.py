@@ -15,7 +15,7 @@ from astropy.table import Table
 
 from appliance import compare as cmp
 from appliance.errors import UserError
-from appliance.manifest import build_manifest, product_record, write_manifest
+from appliance.manifest import build_manifest, load_manifest, product_record, write_manifest
 from conftest import ROOT, run_cli
 
 RECIPE = 'schema = 1\n[recipe]\nname = "t"\n'
@@ -98,7 +98,7 @@ def test_identical_runs_compare_identical(tmp_path):
 
 
 def test_products_are_paired_by_role_not_file_name(tmp_path):
-    roles = cmp.product_roles(json.loads((make_run(tmp_path / "a") / "manifest.json").read_text()))
+    roles = cmp.product_roles(load_manifest(make_run(tmp_path / "a")))
     assert set(roles) == {("detector1", EXPOSURE, "rate.fits"), ("image2", EXPOSURE, "asn.json"),
                           ("image3", "F770W", "cat.ecsv")}
     # the same product in another directory still meets its counterpart

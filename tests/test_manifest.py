@@ -212,7 +212,7 @@ def test_write_manifest_replaces_an_old_one_atomically(workdir):
     write_manifest(workdir, make_manifest(workdir))
     second = make_manifest(workdir, extra={"note": "second"})
     write_manifest(workdir, second)
-    assert load_manifest(workdir)["note"] == "second"
+    assert load_manifest(workdir).data["note"] == "second"
     assert not list(workdir.glob(".*.tmp"))
 
 

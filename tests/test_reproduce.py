@@ -11,7 +11,7 @@ import pytest
 
 from appliance import reproduce as rep
 from appliance.errors import UserError
-from appliance.manifest import installed_distributions
+from appliance.manifest import EnvironmentRecord, ImageRecord, InputRecord, installed_distributions
 from appliance.recipe import load_recipe, parse_recipe, resolve_local_inputs
 from conftest import run_cli
 from test_compare import small_run_once
@@ -102,17 +102,17 @@ def test_docker_needs_a_recorded_image(tmp_path):
 
 
 def test_environment_differences():
-    recorded = {"python": {"version": "3.11.7"}, "packages": {"jwst": "3.0.0", "numpy": "2.4.0", "gone": "1.0"},
-                "image": None}
+    packages = {"jwst": "3.0.0", "numpy": "2.4.0", "gone": "1.0"}
+    recorded = EnvironmentRecord(python_version="3.11.7", packages=packages)
     here = {"jwst": "3.0.1", "numpy": "2.4.0", "pytest": "8.0"}
     blocking, warnings = rep.environment_differences(recorded, here, "3.11.7", "")
     assert blocking == ["gone 1.0 recorded, not installed here", "jwst 3.0.0 recorded, 3.0.1 here"]
     assert warnings == ["installed here but not in the recorded run: pytest"]
-    recorded["image"] = {"id": "sha256:" + "a" * 64}
-    blocking, _ = rep.environment_differences(recorded, dict(recorded["packages"]), "3.12.0", "")
+    recorded = EnvironmentRecord(python_version="3.11.7", packages=packages, image=ImageRecord(id="sha256:" + "a" * 64))
+    blocking, _ = rep.environment_differences(recorded, dict(packages), "3.12.0", "")
     assert blocking[0].startswith("the run was recorded in container image sha256:aaaaaaaaaaaa, this is not that")
     assert "Python 3.11.7 recorded, 3.12.0 here" in blocking
-    assert rep.environment_differences(recorded, dict(recorded["packages"]), "3.11.7", "sha256:" + "a" * 64) == ([], [])
+    assert rep.environment_differences(recorded, dict(packages), "3.11.7", "sha256:" + "a" * 64) == ([], [])
 
 
 def test_a_different_environment_is_refused_unless_allowed(tmp_path, monkeypatch):
@@ -190,9 +190,7 @@ def test_local_inputs_are_restored_where_the_verbatim_recipe_finds_them(tmp_path
         path.write_bytes(f"exposure {key}".encode())
     text = head('[inputs]\nlocal = [\n  "data/a_*_uncal.fits",\n  "data/**/b_uncal.fits",\n'
                 f'  {{ path = "../shared/c_uncal.fits", sha256 = "{sha(files["c"])}" }},\n  "{files["d"]}",\n]\n')
-    inputs = [{"name": f"uncal/{p.name}", "sha256": sha(p), "size": p.stat().st_size, "origin": p.as_uri()}
-              for p in files.values()]
-    recorded = {"inputs": inputs}
+    recorded = tuple(InputRecord(f"uncal/{p.name}", sha(p), p.stat().st_size, p.as_uri()) for p in files.values())
     work = tmp_path / "w"
     draft = parse_recipe(text, work / "recipe" / "r.toml")
     layout = rep.plan_inputs(draft, recorded)
@@ -211,8 +209,7 @@ def test_an_override_file_cannot_come_from_the_manifest(tmp_path):
     text = head('[inputs]\nlocal = ["data/a_uncal.fits"]\n[detector1.steps.dark_current]\noverride_dark = "refs/d.fits"\n')
     draft = parse_recipe(text, tmp_path / "recipe" / "r.toml")
     with pytest.raises(UserError, match="overrides a reference file .*refs/d.fits.* cannot be reproduced"):
-        rep.plan_inputs(draft, {"inputs": [{"name": "uncal/a_uncal.fits", "sha256": "0" * 64,
-                                             "origin": "file:///p/recipes/data/a_uncal.fits"}]})
+        rep.plan_inputs(draft, (InputRecord("uncal/a_uncal.fits", "0" * 64, origin="file:///p/recipes/data/a_uncal.fits"),))
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -51,12 +51,12 @@ from appliance.compare.model import (
     Finding,
     ProductResult,
     Tolerances,
-    digest_format,
     parse_extension_tolerances,
 )
 from appliance.compare.render import render_junit, render_markdown, render_text
 from appliance.compare.roles import ordered_roles, product_roles, role_label
 from appliance.errors import UserError
+from appliance.manifest import Manifest, ProductRecord, load_manifest, manifest_path
 from appliance.safety import inside, printable
 
 def compare(baseline, new, *, tolerances: Tolerances | None = None, digests_only: bool = False) -> Comparison:
@@ -67,26 +67,24 @@ def compare(baseline, new, *, tolerances: Tolerances | None = None, digests_only
     checked before the first file comparison, and raised as a one-line
     :class:`UserError`.
     """
-    from appliance.manifest import load_manifest, manifest_path
-
     tolerances = tolerances or Tolerances()
     base_path, new_path = manifest_path(baseline), manifest_path(new)
     base_m = _labelled(load_manifest, base_path, "baseline")
     new_m = _labelled(load_manifest, new_path, "new")
 
-    same_format = digest_format(base_m) == digest_format(new_m)
+    same_format = base_m.digest_format == new_m.digest_format
     base_roles, new_roles = product_roles(base_m), product_roles(new_m)
     pairs = [(role, base_roles.get(role), new_roles.get(role)) for role in ordered_roles(base_roles, new_roles)]
 
     to_open = [(role, b, n) for role, b, n in pairs
-               if b is not None and n is not None and not (same_format and b["content_digest"] == n["content_digest"])]
+               if b is not None and n is not None and not (same_format and b.content_digest == n.content_digest)]
     if digests_only:
         notes = ["digests only: only the manifests were compared; no product file was read"]
     else:
         notes = [note for note in (_verify_side(base_path, base_m, "baseline"), _verify_side(new_path, new_m, "new"))
                  if note]
         for _, b, n in to_open:
-            if tolerance_kind(b["path"]) or tolerance_kind(n["path"]):
+            if tolerance_kind(b.path) or tolerance_kind(n.path):
                 _check_file(base_path.parent, b, "baseline", base_path)
                 _check_file(new_path.parent, n, "new", new_path)
 
@@ -94,11 +92,11 @@ def compare(baseline, new, *, tolerances: Tolerances | None = None, digests_only
     for role, b, n in pairs:
         label = role_label(role)
         if b is None:
-            results.append(ProductResult(role, label, APPEARED, None, n, note=f"new product {n['path']}"))
+            results.append(ProductResult(role, label, APPEARED, None, n, note=f"new product {n.path}"))
         elif n is None:
             results.append(ProductResult(role, label, DISAPPEARED, b, None,
-                                         note=f"{b['path']} is in the baseline but not in the new run"))
-        elif same_format and b["content_digest"] == n["content_digest"]:
+                                         note=f"{b.path} is in the baseline but not in the new run"))
+        elif same_format and b.content_digest == n.content_digest:
             results.append(ProductResult(role, label, IDENTICAL, b, n))
         else:
             results.append(compare_files(role, label, b, n, base_path.parent, new_path.parent, tolerances,
@@ -107,7 +105,7 @@ def compare(baseline, new, *, tolerances: Tolerances | None = None, digests_only
     return Comparison(base_path, new_path, base_m, new_m, tolerances, digests_only, results, changes, notes)
 
 
-def _verify_side(path: Path, manifest: dict, side: str) -> str | None:
+def _verify_side(path: Path, manifest: Manifest, side: str) -> str | None:
     """Where a run's product files are beside its manifest, each must still be the file it records.
 
     Equal content digests prove nothing about files changed after the run, so
@@ -116,8 +114,8 @@ def _verify_side(path: Path, manifest: dict, side: str) -> str | None:
     returned note says so.
     """
     root = path.parent
-    products = manifest.get("products", [])
-    if products and not any((root / p["path"]).exists() for p in products):
+    products = manifest.products
+    if products and not any((root / p.path).exists() for p in products):
         return f"{side}: no product file is beside {printable(path)}; only its manifest was compared"
     for product in products:
         _check_file(root, product, side, path)
@@ -131,19 +129,18 @@ def _labelled(func, path: Path, side: str):
         raise UserError(f"{side}: {exc}") from None
 
 
-def _check_file(root: Path, record: dict, side: str, manifest: Path) -> None:
+def _check_file(root: Path, record: ProductRecord, side: str, manifest: Path) -> None:
     from appliance.files import file_sha256
 
-    rel = record["path"]
-    target = root / rel
+    target = root / record.path
     shown = printable(target)
     if not target.is_file():
         raise UserError(f"{side}: {shown}: missing, but the manifest lists it (keep the products beside the "
                         f"manifest, or pass --digests-only to compare the manifests alone)")
     if not inside(target, root):
         raise UserError(f"{side}: {shown}: a symbolic link out of the run's directory; not compared")
-    size = record.get("size")
-    if (size is not None and target.stat().st_size != size) or file_sha256(target) != record["sha256"].lower():
+    size = record.size
+    if (size is not None and target.stat().st_size != size) or file_sha256(target) != record.sha256.lower():
         raise UserError(f"{side}: {shown}: does not match the sha256 its manifest records "
                         f"(changed after the run; `run.py verify {printable(manifest)}` lists every such file)")
 

@@ -5,34 +5,31 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from appliance.compare.model import Change, digest_format
+from appliance.compare.model import Change
+from appliance.manifest import ImageRecord, Manifest
 
-def context_changes(base: dict, new: dict, pairs) -> list[Change]:
+def context_changes(base: Manifest, new: Manifest, pairs) -> list[Change]:
     """What changed around the products: recipe, parameters, environment, references, statuses, inputs."""
     out: list[Change] = []
-    rb, rn = base.get("recipe", {}), new.get("recipe", {})
-    if rb.get("sha256") != rn.get("sha256"):
-        out.append(Change("recipe", f"recipe text changed (sha256 {str(rb.get('sha256'))[:12]}… → "
-                                    f"{str(rn.get('sha256'))[:12]}…)"))
+    if base.recipe_sha256 != new.recipe_sha256:
+        out.append(Change("recipe", f"recipe text changed (sha256 {base.recipe_sha256[:12]}… → "
+                                    f"{new.recipe_sha256[:12]}…)"))
     out += _parameter_changes(base, new)
-    eb, en = base.get("environment", {}) or {}, new.get("environment", {}) or {}
+    eb, en = base.environment, new.environment
     for key in ("crds_context", "crds_mode", "use_step_pars"):
-        if eb.get(key) != en.get(key):
-            out.append(Change("CRDS", f"{key}: {eb.get(key)} → {en.get(key)}"))
-    pb, pn = (eb.get("python") or {}).get("version"), (en.get("python") or {}).get("version")
-    if pb != pn:
-        out.append(Change("environment", f"Python {pb} → {pn}"))
-    platb, platn = (eb.get("platform") or {}).get("platform"), (en.get("platform") or {}).get("platform")
-    if platb != platn:
-        out.append(Change("environment", f"platform {platb} → {platn}"))
-    ib, inn = eb.get("image") or {}, en.get("image") or {}
-    if (ib.get("id"), ib.get("digest")) != (inn.get("id"), inn.get("digest")):
-        out.append(Change("environment", f"container image {_image(ib)} → {_image(inn)}"))
-    out += _dict_changes("packages", eb.get("packages") or {}, en.get("packages") or {})
-    out += _dict_changes("CRDS reference files", eb.get("crds_references") or {}, en.get("crds_references") or {},
-                         short=True)
-    if digest_format(base) != digest_format(new):
-        out.append(Change("content digest", f"format {digest_format(base)} → {digest_format(new)}: "
+        if getattr(eb, key) != getattr(en, key):
+            out.append(Change("CRDS", f"{key}: {getattr(eb, key)} → {getattr(en, key)}"))
+    if eb.python_version != en.python_version:
+        out.append(Change("environment", f"Python {eb.python_version} → {en.python_version}"))
+    if eb.platform != en.platform:
+        out.append(Change("environment", f"platform {eb.platform} → {en.platform}"))
+    ib, inn = eb.image or ImageRecord(), en.image or ImageRecord()
+    if (ib.id, ib.digest) != (inn.id, inn.digest):
+        out.append(Change("environment", f"container image {_image(eb.image)} → {_image(en.image)}"))
+    out += _dict_changes("packages", eb.packages, en.packages)
+    out += _dict_changes("CRDS reference files", eb.crds_references, en.crds_references, short=True)
+    if base.digest_format != new.digest_format:
+        out.append(Change("content digest", f"format {base.digest_format} → {new.digest_format}: "
                                             f"every product compared file by file"))
     out += _per_product_changes("reference files per product", "crds_refs", pairs)
     out += _per_product_changes("step statuses", "step_status", pairs)
@@ -40,10 +37,10 @@ def context_changes(base: dict, new: dict, pairs) -> list[Change]:
     return out
 
 
-def _image(info: dict) -> str:
-    if not info:
+def _image(info: ImageRecord | None) -> str:
+    if info is None:
         return "none"
-    return str(info.get("digest") or info.get("id") or "unknown")[:19]
+    return str(info.digest or info.id or "unknown")[:19]
 
 
 def _dict_changes(section: str, a: dict, b: dict, short: bool = False) -> list[Change]:
@@ -72,13 +69,13 @@ def flatten_params(params: dict) -> dict[str, object]:
     return flat
 
 
-def _parameter_changes(base: dict, new: dict) -> list[Change]:
-    tb = {t["id"]: t for t in base.get("tasks", []) if isinstance(t, dict) and "id" in t}
-    tn = {t["id"]: t for t in new.get("tasks", []) if isinstance(t, dict) and "id" in t}
+def _parameter_changes(base: Manifest, new: Manifest) -> list[Change]:
+    tb = {t.id: t for t in base.tasks}
+    tn = {t.id: t for t in new.tasks}
     grouped: dict[tuple, list[str]] = defaultdict(list)
     for task_id in [t for t in tb if t in tn]:
-        fa, fb = flatten_params(tb[task_id].get("params")), flatten_params(tn[task_id].get("params"))
-        kind = tn[task_id].get("kind") or task_id.partition(":")[0]
+        fa, fb = flatten_params(tb[task_id].params), flatten_params(tn[task_id].params)
+        kind = tn[task_id].kind or task_id.partition(":")[0]
         for key in sorted(set(fa) | set(fb)):
             if key == "product_name":
                 continue
@@ -111,7 +108,7 @@ def _per_product_changes(section: str, key: str, pairs) -> list[Change]:
     for _, b, n in pairs:
         if b is None or n is None:
             continue
-        a_map, b_map = b.get(key) or {}, n.get(key) or {}
+        a_map, b_map = getattr(b, key), getattr(n, key)
         for k in sorted(set(a_map) | set(b_map)):
             if a_map.get(k) != b_map.get(k):
                 grouped[(k, a_map.get(k, "(none)"), b_map.get(k, "(none)"))] += 1
@@ -119,17 +116,17 @@ def _per_product_changes(section: str, key: str, pairs) -> list[Change]:
             for (k, va, vb), count in grouped.items()]
 
 
-def _input_changes(base: dict, new: dict) -> list[Change]:
-    ia = {i["name"]: i for i in base.get("inputs", [])}
-    ib = {i["name"]: i for i in new.get("inputs", [])}
+def _input_changes(base: Manifest, new: Manifest) -> list[Change]:
+    ia = {i.name: i for i in base.inputs}
+    ib = {i.name: i for i in new.inputs}
     out = []
     for name in sorted(set(ia) | set(ib)):
         if name not in ib:
             out.append(Change("inputs", f"{name} only in the baseline"))
         elif name not in ia:
             out.append(Change("inputs", f"{name} only in the new run"))
-        elif ia[name]["sha256"] != ib[name]["sha256"]:
-            out.append(Change("inputs", f"{name}: sha256 {ia[name]['sha256'][:12]}… → {ib[name]['sha256'][:12]}…"))
-        elif ia[name].get("origin") != ib[name].get("origin"):
-            out.append(Change("inputs", f"{name}: same bytes from another origin ({ib[name].get('origin')})"))
+        elif ia[name].sha256 != ib[name].sha256:
+            out.append(Change("inputs", f"{name}: sha256 {ia[name].sha256[:12]}… → {ib[name].sha256[:12]}…"))
+        elif ia[name].origin != ib[name].origin:
+            out.append(Change("inputs", f"{name}: same bytes from another origin ({ib[name].origin})"))
     return out

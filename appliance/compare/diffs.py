@@ -15,13 +15,13 @@ def tolerance_kind(path: str) -> str | None:
 
 
 def compare_files(role, label, b, n, base_root, new_root, tol, digests_only, same_format) -> ProductResult:
-    kind = tolerance_kind(b["path"]) or tolerance_kind(n["path"])
+    kind = tolerance_kind(b.path) or tolerance_kind(n.path)
     why = "content digests differ" if same_format else "the manifests use different content-digest formats"
     if digests_only or kind is None:
         note = (f"{why} (--digests-only)" if digests_only and kind
-                else f"{why}; no tolerance applies to {PurePosixPath(n['path']).suffix or 'these'} files")
+                else f"{why}; no tolerance applies to {PurePosixPath(n.path).suffix or 'these'} files")
         return ProductResult(role, label, DIFFERENT, b, n, note=note)
-    a_file, b_file = base_root / b["path"], new_root / n["path"]
+    a_file, b_file = base_root / b.path, new_root / n.path
     try:
         findings = compare_fits(a_file, b_file, tol) if kind == "fits" else compare_catalogs(a_file, b_file, tol)
     except UserError:

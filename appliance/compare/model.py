@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import UserError
+from appliance.manifest import Manifest, ProductRecord
 
 #: jwst's regression-test tolerances (``rtol``, ``atol``).
 DEFAULT_RTOL = 1e-5
@@ -88,14 +89,14 @@ class ProductResult:
     role: tuple
     label: str
     status: str
-    baseline: dict | None
-    new: dict | None
+    baseline: ProductRecord | None
+    new: ProductRecord | None
     findings: list[Finding] = field(default_factory=list)
     note: str = ""
 
     @property
     def path(self) -> str:
-        return (self.new or self.baseline or {}).get("path", "")
+        return (self.new or self.baseline).path
 
     def summary(self) -> str:
         """One line: what differs (the findings beyond tolerance first)."""
@@ -120,8 +121,8 @@ class Change:
 class Comparison:
     baseline_path: Path
     new_path: Path
-    baseline: dict
-    new: dict
+    baseline: Manifest
+    new: Manifest
     tolerances: Tolerances
     digests_only: bool
     products: list[ProductResult]
@@ -171,8 +172,3 @@ def parse_extension_tolerances(items: list[str], rtol: float, atol: float) -> To
         key = int(name) if name.isdigit() else name.upper()
         ext[key] = (r, a)
     return Tolerances(rtol, atol, ext)
-
-
-def digest_format(manifest: dict) -> str | None:
-    info = manifest.get("content_digest")
-    return info.get("format") if isinstance(info, dict) else None

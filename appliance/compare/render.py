@@ -8,13 +8,13 @@ from pathlib import Path, PurePosixPath
 
 from appliance.compare.diffs import ignore_keywords
 from appliance.compare.model import APPEARED, DIFFERENT, DISAPPEARED, FAILING, IDENTICAL, IGNORE_HDUS, WITHIN, Comparison
+from appliance.manifest import Manifest
 from appliance.safety import printable
 
-def _describe_run(manifest: dict, path: Path) -> str:
-    recipe = manifest.get("recipe", {})
-    name = PurePosixPath(str(recipe.get("path", "?"))).name
-    env = manifest.get("environment", {}) or {}
-    return f"{path}  (recipe {name}, jwst {env.get('jwst')}, {env.get('crds_context')}, finished {manifest.get('finished')})"
+def _describe_run(manifest: Manifest, path: Path) -> str:
+    name = PurePosixPath(manifest.recipe_path or "?").name
+    env = manifest.environment
+    return f"{path}  (recipe {name}, jwst {env.jwst}, {env.crds_context}, finished {manifest.finished})"
 
 
 def _grouped_changes(result: Comparison) -> dict[str, list[str]]:
@@ -103,9 +103,9 @@ def render_markdown(result: Comparison) -> str:
                 out += [f"- {_md_escape(f.text)}" for f in p.findings]
                 out.append("")
             out.append("</details>")
-    rb, rn = result.baseline.get("recipe", {}), result.new.get("recipe", {})
-    if rb.get("sha256") != rn.get("sha256"):
-        diff = difflib.unified_diff(rb.get("text", "").splitlines(), rn.get("text", "").splitlines(),
+    rb, rn = result.baseline, result.new
+    if rb.recipe_sha256 != rn.recipe_sha256:
+        diff = difflib.unified_diff(rb.recipe_text.splitlines(), rn.recipe_text.splitlines(),
                                     "baseline recipe", "new recipe", lineterm="")
         out += ["", "<details><summary>recipe diff</summary>", "", "```diff", *list(diff)[:200], "```", "",
                 "</details>"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import PurePosixPath
 
-def product_roles(manifest: dict) -> dict[tuple, dict]:
+from appliance.manifest import Manifest, ProductRecord
+
+def product_roles(manifest: Manifest) -> dict[tuple, ProductRecord]:
     """Each product keyed by its role: (stage, exposure or task subject, suffix).
 
     The stage is the producing task's kind (``detector1``, ``image3``...); the
@@ -16,15 +18,15 @@ def product_roles(manifest: dict) -> dict[tuple, dict]:
     Should two products of one manifest share a role, the file name is used for
     them instead of the suffix.
     """
-    kinds = {t.get("id"): t.get("kind") for t in manifest.get("tasks", []) if isinstance(t, dict)}
-    exposures = set((manifest.get("plan") or {}).get("exposures", []) or [])
+    kinds = {t.id: t.kind for t in manifest.tasks}
+    exposures = set(manifest.plan_exposures)
     for task_id, kind in kinds.items():
-        if kind in ("detector1", "image2") and isinstance(task_id, str) and ":" in task_id:
+        if kind in ("detector1", "image2") and ":" in task_id:
             exposures.add(task_id.partition(":")[2])
     by_length = sorted(exposures, key=len, reverse=True)
 
-    roles: dict[tuple, list[dict]] = defaultdict(list)
-    for product in manifest.get("products", []):
+    roles: dict[tuple, list[ProductRecord]] = defaultdict(list)
+    for product in manifest.products:
         roles[_role(product, kinds, by_length)].append(product)
     out = {}
     for role, items in roles.items():
@@ -32,15 +34,15 @@ def product_roles(manifest: dict) -> dict[tuple, dict]:
             out[role] = items[0]
         else:
             for item in items:
-                out[(role[0], role[1], PurePosixPath(item["path"]).name)] = item
+                out[(role[0], role[1], PurePosixPath(item.path).name)] = item
     return out
 
 
-def _role(product: dict, kinds: dict, exposures: list[str]) -> tuple:
-    task = str(product.get("task", ""))
+def _role(product: ProductRecord, kinds: dict, exposures: list[str]) -> tuple:
+    task = product.task
     prefix, _, subject = task.partition(":")
     stage = kinds.get(task) or prefix or "?"
-    name = PurePosixPath(product["path"]).name
+    name = PurePosixPath(product.path).name
     stem, dot, ext = name.partition(".")
     exposure = next((e for e in exposures if stem.startswith(e + "_")), None)
     if exposure:

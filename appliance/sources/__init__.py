@@ -34,6 +34,6 @@ def materialise(recipe, workdir: Path):
     return source(recipe).materialise(recipe, workdir)
 
 
-def restore(recipe, records: list[dict], stage: Path, targets: dict) -> list[str]:
+def restore(recipe, records, stage: Path, targets: dict) -> list[str]:
     """Rebuild recorded inputs into ``stage``; where each now is (relative to ``stage``, or absolute in place)."""
     return source(recipe).restore(recipe, records, stage, targets)

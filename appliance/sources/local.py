@@ -56,17 +56,17 @@ def origin_path(origin: str, name: str) -> Path:
     return Path(path)
 
 
-def restore(recipe, records: list[dict], stage: Path, targets: dict) -> list[str]:
+def restore(recipe, records, stage: Path, targets: dict) -> list[str]:
     """Copy each recorded file from its origin to ``targets[name]`` (relative to ``stage``; None: used in place)."""
     where = []
     for record in records:
-        source = origin_path(record["origin"], record["name"])
+        source = origin_path(record.origin, record.name)
         if not source.is_file():
-            raise UserError(f"inputs: {record['name']}: cannot reach origin {record['origin']}: no such file")
-        if file_sha256(source) != record["sha256"]:
-            raise WorkFailed(f"inputs: {record['name']}: {record['origin']} is no longer the recorded file "
-                             f"(sha256 differs from the manifest's {record['sha256'][:16]}…)")
-        target = targets.get(record["name"])
+            raise UserError(f"inputs: {record.name}: cannot reach origin {record.origin}: no such file")
+        if file_sha256(source) != record.sha256:
+            raise WorkFailed(f"inputs: {record.name}: {record.origin} is no longer the recorded file "
+                             f"(sha256 differs from the manifest's {record.sha256[:16]}…)")
+        target = targets.get(record.name)
         if target is None:
             where.append(str(source))
         else:

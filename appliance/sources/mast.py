@@ -7,8 +7,8 @@ because astroquery's public ``download_file`` neither resumes, nor writes
 atomically, nor hashes, and MAST publishes sizes but no checksums: the
 sha256 computed here while the bytes arrive is the first one anybody has.
 
-Each file goes to ``<dir>/<name>.part`` (resumed with a Range request after a
-cut), is hashed as it arrives, checked against MAST's size and renamed to
+The transfer itself is :mod:`appliance.sources.download` (resumable, hashed
+while it arrives, checked against MAST's size); a file is renamed to
 ``<dir>/<name>`` only when complete.  There is no fsync: a file is reused
 only when it matches the size and sha256 in the fetch record, so a file torn
 by a power cut is detected and fetched again like any other mismatch.  ``fetch`` leaves a fetch record
@@ -33,10 +33,8 @@ Exclusive-access data: ``$MAST_API_TOKEN`` is handed to astroquery's
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -45,12 +43,12 @@ from urllib.parse import quote
 from appliance.errors import UserError, WorkFailed, short_reason
 from appliance.files import file_sha256, utc_now
 from appliance.safety import printable
+from appliance.sources.download import Transient, part_path, retry, timeout_adapter, transfer
 from appliance.sources.inputfile import InputFile
 from appliance.workdir import INPUT_DIR_OF_KIND, load_fetch_record, update_fetch_record
 
 DEFAULT_BASE_URL = "https://mast.stsci.edu"
 TOKEN_VARIABLE = "MAST_API_TOKEN"
-CHUNK = 1 << 20
 #: Bounded retries for transient faults (connection refused or cut, timeouts, HTTP 5xx/429).
 ATTEMPTS = int(os.environ.get("APPLIANCE_MAST_ATTEMPTS", "4"))
 RETRY_WAIT = float(os.environ.get("APPLIANCE_MAST_RETRY_WAIT", "2.0"))  # doubles per attempt, capped at 30 s
@@ -69,10 +67,6 @@ def token_from_environment(environ=os.environ) -> str | None:
         except OSError:
             raise UserError(f"{TOKEN_VARIABLE}_FILE: cannot read the token file {path}") from None
     return None
-
-
-class _Transient(Exception):
-    """A fault worth another attempt; the message is one short line."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +150,7 @@ def fetch_inputs(recipe, workdir: Path, *, client: MastClient | None = None) -> 
     return out
 
 
-def restore(recipe, records: list[dict], stage: Path, targets: dict) -> list[str]:
+def restore(recipe, records, stage: Path, targets: dict) -> list[str]:
     """Download each recorded file again, by its recorded name, and check its sha256.
 
     MAST is not queried: a new query could list files the recorded run never
@@ -166,24 +160,24 @@ def restore(recipe, records: list[dict], stage: Path, targets: dict) -> list[str
     fetched_records = []
     expected_dir = INPUT_DIR_OF_KIND[recipe.mast.product]
     for record in records:
-        origin = str(record.get("origin", ""))
-        name = PurePosixPath(record["name"]).name
-        if origin != f"mast:JWST/product/{name}" or record["name"] != f"{expected_dir}/{name}":
-            raise UserError(f"inputs: {printable(record['name'])}: expected {expected_dir}/<name> with origin "
+        origin = record.origin
+        name = PurePosixPath(record.name).name
+        if origin != f"mast:JWST/product/{name}" or record.name != f"{expected_dir}/{name}":
+            raise UserError(f"inputs: {printable(record.name)}: expected {expected_dir}/<name> with origin "
                             f"mast:JWST/product/<name>, found origin {printable(origin)}; the recipe's inputs come "
                             f"from MAST")
-        product = Product(name, origin, record.get("size"))
+        product = Product(name, origin, record.size)
         try:
-            fetched = client.download(product, stage, record["name"])
+            fetched = client.download(product, stage, record.name)
         except (UserError, WorkFailed) as exc:
-            raise WorkFailed(f"inputs: {record['name']}: cannot reach origin {origin}: {exc}") from None
-        if fetched.sha256 != record["sha256"]:
-            raise WorkFailed(f"inputs: {record['name']}: MAST now serves sha256 {fetched.sha256[:16]}…, the manifest "
-                             f"records {record['sha256'][:16]}… (the archive reprocessed it)")
+            raise WorkFailed(f"inputs: {record.name}: cannot reach origin {origin}: {exc}") from None
+        if fetched.sha256 != record.sha256:
+            raise WorkFailed(f"inputs: {record.name}: MAST now serves sha256 {fetched.sha256[:16]}…, the manifest "
+                             f"records {record.sha256[:16]}… (the archive reprocessed it)")
         fetched_records.append({**fetched.record(), "origin": origin})
     update_fetch_record(stage, query=query_dict(recipe.mast), complete=True, mast_base_url=client.base_url,
                         files=fetched_records)
-    return [r["name"] for r in records]
+    return [r.name for r in records]
 
 
 def reuse(workdir: Path, entry: dict) -> Fetched | None:
@@ -237,7 +231,7 @@ class MastClient:
         portal.MAST_BUNDLE_URL = self.base_url + "/api/v0.1/Download/bundle"
         portal._column_configs = {}  # the class-level cache may hold another server's configs
         obs._auth_obj.SESSION_INFO_URL = self.base_url + "/whoami"
-        adapter = _timeout_adapter(self.timeout)
+        adapter = timeout_adapter(self.timeout)
         obs._session.mount("http://", adapter)
         obs._session.mount("https://", adapter)
         if self._token:
@@ -335,7 +329,7 @@ class MastClient:
             if again is not None:
                 return Fetched(again.path, rel, again.size, again.sha256, product.uri, again.fetched_at, False)
         target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
+        part = part_path(target)
         url = self.download_url(product.uri)
         before = part.stat().st_size if part.exists() else 0
         received = self.received
@@ -350,77 +344,11 @@ class MastClient:
         return Fetched(target, rel, size, sha, product.uri, utc_now(), True, self.received - received)
 
     def _transfer(self, url: str, part: Path, product: Product) -> tuple[int, str]:
-        """One attempt: GET (with Range to resume ``part``), hash while receiving, check the size.
+        def count(n: int) -> None:
+            self.received += n
 
-        A fresh file needs no HEAD: MAST's listed size is checked against the
-        GET's own Content-Length (or Content-Range total), which spares one
-        round trip per file.  Before resuming, a HEAD asks whether the server
-        takes ranges and still has the size the partial file was part of.
-        """
-        import requests
-        import urllib3
-
-        session = self.session
-        expected = product.size
-        try:
-            offset = part.stat().st_size if part.exists() else 0
-            if offset:
-                head = session.head(url, allow_redirects=True)
-                self._check(head, product)
-                self._check_size(product, _int(head.headers.get("Content-Length")), part)
-                expected = expected if expected is not None else _int(head.headers.get("Content-Length"))
-                if head.headers.get("Accept-Ranges", "").lower() != "bytes" or expected is None or offset > expected:
-                    offset = 0
-            digest = hashlib.sha256()
-            if offset:
-                with open(part, "rb") as fh:
-                    for block in iter(lambda: fh.read(CHUNK), b""):
-                        digest.update(block)
-            transferred = 0
-            if expected is None or offset < expected:
-                headers = {"Range": f"bytes={offset}-"} if offset else {}
-                with session.get(url, headers=headers, stream=True) as resp:
-                    self._check(resp, product)
-                    if resp.status_code == 206:
-                        crange = resp.headers.get("Content-Range", "")
-                        if not crange.startswith(f"bytes {offset}-"):
-                            part.unlink(missing_ok=True)
-                            raise _Transient(f"the server answered a range request with {crange!r}")
-                        total = _int(crange.rpartition("/")[2])
-                    else:
-                        offset, digest = 0, hashlib.sha256()  # the whole file (the server may ignore a range)
-                        total = _int(resp.headers.get("Content-Length"))
-                    self._check_size(product, total, part)
-                    expected = expected if expected is not None else total
-                    with open(part, "r+b" if offset else "wb") as fh:
-                        fh.seek(offset)
-                        fh.truncate()
-                        # read1 hands over every byte as it arrives, so a cut loses nothing
-                        # (iter_content drops the bytes of an unfinished chunk)
-                        with _Hasher(digest) as hasher:
-                            while chunk := resp.raw.read1(CHUNK):
-                                hasher.update(chunk)
-                                fh.write(chunk)
-                                transferred += len(chunk)
-                                self.received += len(chunk)
-            size = offset + transferred
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                urllib3.exceptions.HTTPError) as exc:
-            raise _Transient(short_reason(exc)) from None
-        if expected is not None and size < expected:
-            raise _Transient(f"the connection ended after {size} of {expected} bytes")
-        if expected is not None and size > expected:
-            part.unlink(missing_ok=True)
-            raise WorkFailed(f"{product.name}: received {size} bytes but MAST lists {expected}; not kept")
-        return size, digest.hexdigest()
-
-    @staticmethod
-    def _check_size(product: Product, served: int | None, part: Path) -> None:
-        """MAST's listed size against the size its download server gives: a disagreement stops the file."""
-        if product.size is not None and served is not None and served != product.size:
-            part.unlink(missing_ok=True)
-            raise WorkFailed(f"{product.name}: MAST lists {product.size} bytes but its server sends {served}; "
-                             "not downloaded")
+        return transfer(self.session, url, part, name=product.name, listed_size=product.size,
+                        check_status=lambda resp: self._check(resp, product), source="MAST", on_bytes=count)
 
     def _check(self, resp, product: Product) -> None:
         """Turn an HTTP error status of a download into the right kind of failure."""
@@ -434,83 +362,25 @@ class MastClient:
         if code == 404:
             raise WorkFailed(f"{product.name}: MAST lists it but its download answered HTTP 404 (not found)")
         if code >= 500 or code == 429:
-            raise _Transient(f"HTTP {code}")
+            raise Transient(f"HTTP {code}")
         raise WorkFailed(f"{product.name}: the download answered HTTP {code}")
 
     # ------------------------------------------------------------------ retries
 
     def _retry(self, what: str, func, *args, **kw):
         """``func(*args)`` with bounded retries on transient faults; then one WorkFailed line."""
-        import requests
+        return retry(what, func, *args, attempts=self.attempts, wait=self.retry_wait,
+                     http_error=lambda code: self._query_http_error(what, code), **kw)
 
-        last = None
-        for attempt in range(self.attempts):
-            if attempt:
-                time.sleep(min(30.0, self.retry_wait * 2 ** (attempt - 1)))
-            try:
-                return func(*args, **kw)
-            except _Transient as exc:
-                last = str(exc)
-            except requests.HTTPError as exc:  # astroquery raise_for_status() on the query side
-                code = exc.response.status_code if exc.response is not None else 0
-                if code >= 500 or code == 429:
-                    last = f"HTTP {code}"
-                    continue
-                if code == 404:
-                    raise UserError(f"{what}: HTTP 404 from the query API; is MAST_BASE_URL ({self.base_url}) right?") from None
-                if code in (401, 403):
-                    raise UserError(f"{what}: HTTP {code}; check {TOKEN_VARIABLE}") from None
-                raise WorkFailed(f"{what}: HTTP {code}") from None
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                last = short_reason(exc)
-        raise WorkFailed(f"{what}: {last} (gave up after {self.attempts} attempts)")
-
-
-class _Hasher:
-    """sha256 on a second thread, so hashing overlaps receiving and writing (hashlib releases the GIL)."""
-
-    def __init__(self, digest):
-        import queue
-        import threading
-
-        self.digest = digest
-        self._queue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self.digest.update(chunk)
-
-    def update(self, chunk: bytes) -> None:
-        self._queue.put(chunk)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-
-def _timeout_adapter(timeout: float):
-    """A requests adapter that adds a timeout where the caller gave none (astroquery gives none)."""
-    import requests.adapters
-
-    class Adapter(requests.adapters.HTTPAdapter):
-        def send(self, request, **kw):
-            if kw.get("timeout") is None:
-                kw["timeout"] = (min(10.0, timeout), timeout)
-            return super().send(request, **kw)
-
-    return Adapter()
-
-
-def _int(text) -> int | None:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None
+    def _query_http_error(self, what: str, code: int) -> None:
+        """An HTTP error of the query API (astroquery's raise_for_status): retried, or one line saying why not."""
+        if code >= 500 or code == 429:
+            return
+        if code == 404:
+            raise UserError(f"{what}: HTTP 404 from the query API; is MAST_BASE_URL ({self.base_url}) right?")
+        if code in (401, 403):
+            raise UserError(f"{what}: HTTP {code}; check {TOKEN_VARIABLE}")
+        raise WorkFailed(f"{what}: HTTP {code}")
 
 
 def _describe(query) -> str:

@@ -47,23 +47,23 @@ def materialise(recipe, workdir: Path) -> list[InputFile]:
     return [InputFile(p, where) for p in [*observation.uncal_files, observation.truth]]
 
 
-def restore(recipe, records: list[dict], stage: Path, targets: dict) -> list[str]:
+def restore(recipe, records, stage: Path, targets: dict) -> list[str]:
     """Simulate again into ``stage``; every recorded file must come out with its recorded sha256."""
     expected = origin(recipe)
     for record in records:
-        if record.get("origin") != expected:
-            raise UserError(f"inputs: {printable(record['name'])}: origin {printable(record.get('origin'))} is not "
+        if record.origin != expected:
+            raise UserError(f"inputs: {printable(record.name)}: origin {printable(record.origin)} is not "
                             f"what the recipe's [inputs.simulate] gives ({expected}); the manifest is inconsistent")
     made = {f.path.relative_to(stage).as_posix(): f.path for f in materialise(recipe, stage)}
     for record in records:
-        path = made.get(record["name"])
+        path = made.get(record.name)
         if path is None:
-            raise WorkFailed(f"inputs: {record['name']}: the simulator no longer writes it (origin {record['origin']})")
+            raise WorkFailed(f"inputs: {record.name}: the simulator no longer writes it (origin {record.origin})")
         actual = file_sha256(path)
-        if actual != record["sha256"]:
-            raise WorkFailed(f"inputs: {record['name']}: re-simulated with sha256 {actual[:16]}…, the manifest records "
-                             f"{record['sha256'][:16]}… (the simulator or its dependencies changed)")
-    extra = sorted(set(made) - {r["name"] for r in records})
+        if actual != record.sha256:
+            raise WorkFailed(f"inputs: {record.name}: re-simulated with sha256 {actual[:16]}…, the manifest records "
+                             f"{record.sha256[:16]}… (the simulator or its dependencies changed)")
+    extra = sorted(set(made) - {r.name for r in records})
     if extra:
         raise WorkFailed(f"inputs: the simulator now also writes {extra[0]}, which the manifest does not record")
-    return [r["name"] for r in records]
+    return [r.name for r in records]
