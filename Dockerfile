@@ -53,8 +53,9 @@ ARG CRDS_CONTEXT
 ARG CRDS_CACHE_DIR=container/pin.toml
 ARG CRDS_SYNC=
 ARG CRDS_SERVER_URL=https://jwst-crds.stsci.edu
-# Only what the synthetic cache is built from, so code changes elsewhere keep this layer.
-COPY appliance/__init__.py appliance/errors.py /opt/appliance/appliance/
+# Only what the synthetic cache is built from (appliance.simulate and what it imports),
+# so code changes elsewhere keep this layer.
+COPY appliance/__init__.py appliance/errors.py appliance/files.py appliance/crdsenv.py /opt/appliance/appliance/
 COPY appliance/simulate /opt/appliance/appliance/simulate/
 COPY ${CRDS_CACHE_DIR} /crds-in/
 RUN set -eu; rm -f /crds-in/pin.toml; \

@@ -173,6 +173,26 @@ def test_dockerfile_shape():
         assert env in final
 
 
+def test_the_crds_stage_copies_everything_the_simulator_imports():
+    """The image's CRDS stage builds the synthetic cache with appliance.simulate alone: every module it
+    imports (at any depth, as tests/test_architecture.py reads them) must be in that stage's COPY lines."""
+    from test_architecture import imports_of, modules
+
+    known = modules()
+    needed, todo = set(), ["appliance.simulate"]
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        todo += [t for t, _ in imports_of(name, known[name], known)]
+    stage = DOCKERFILE.read_text().split("FROM deps AS crds", 1)[1].split("\nFROM ", 1)[0]
+    copied = " ".join(line for line in stage.splitlines() if line.startswith("COPY "))
+    for name in sorted(needed):
+        rel = known[name].relative_to(ROOT).as_posix()
+        assert rel in copied or any(rel.startswith(d) for d in re.findall(r"(appliance/\w+)/? ", copied)), rel
+
+
 def test_dockerignore_matches_the_launcher_context():
     allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     assert allowed == set(appliance_image.CONTEXT_FILES) - {".dockerignore"} | set(appliance_image.CONTEXT_DIRS)
