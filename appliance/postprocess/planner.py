@@ -171,23 +171,27 @@ def plan_background(recipe, params, products, earlier) -> list[Task]:
     return tasks
 
 
-def plan_catalog(recipe, params, products, earlier) -> list[Task]:
+def _per_mosaic(op: str, params, products, ending: str, *, with_model: bool) -> list[Task]:
+    """One task per filter's mosaic, writing ``postprocess/<product>_<ending>``.
+
+    ``with_model``: the task also reads the background model beside a
+    background-subtracted mosaic (its rms), when that is its input.
+    """
     tasks = []
     for filt, (path, _) in products.mosaics.items():
         inputs, deps = _mosaic_input(params, products, filt)
-        out = f"{POSTPROCESS_DIR}/{_stem(path, 'i2d')}_phot.ecsv"
-        tasks.append(Task(f"postprocess:catalog:{filt}", "postprocess", {"op": "catalog", "filter": filt, **params},
-                          inputs, (out,), deps))
+        out = f"{POSTPROCESS_DIR}/{_stem(path, 'i2d')}_{ending}"
+        tasks.append(Task(f"postprocess:{op}:{filt}", "postprocess", {"op": op, "filter": filt, **params},
+                          inputs if with_model else inputs[:1], (out,), deps))
     return tasks
 
 
+def plan_catalog(recipe, params, products, earlier) -> list[Task]:
+    return _per_mosaic("catalog", params, products, "phot.ecsv", with_model=True)
+
+
 def plan_preview(recipe, params, products, earlier) -> list[Task]:
-    tasks = []
-    for filt, (path, _) in products.mosaics.items():
-        inputs, deps = _mosaic_input(params, products, filt)
-        out = f"{POSTPROCESS_DIR}/{_stem(path, 'i2d')}_preview.png"
-        tasks.append(Task(f"postprocess:preview:{filt}", "postprocess", {"op": "preview", "filter": filt, **params},
-                          inputs[:1], (out,), deps))
+    tasks = _per_mosaic("preview", params, products, "preview.png", with_model=False)
     filters = list(products.mosaics)
     if params["composite"] and len(filters) == 3:
         inputs, deps = (), ()
