@@ -59,6 +59,16 @@ def cache_holds_context(cache: Path, context: str) -> bool:
     ).is_file()
 
 
+def reference_file(cache: Path, name: str) -> Path | None:
+    """Where a reference file lies in a CRDS cache (``references/jwst/<instrument>/<name>``), or None."""
+    base = Path(cache) / "references" / "jwst"
+    parts = name.split("_")
+    for candidate in ([base / parts[1] / name] if len(parts) > 2 else []) + [base / name]:
+        if candidate.is_file():
+            return candidate
+    return next((p for p in base.rglob(name) if p.is_file()), None) if base.is_dir() else None
+
+
 def for_real_data(context: str, *, use_step_pars: bool, environ=os.environ) -> CrdsSettings:
     """Real data use ``$CRDS_PATH`` (default ``~/crds_cache``) in the user's mode, ``local`` by default,
     so a reduction never reaches for the network unless asked to (``fetch`` does the downloading)."""

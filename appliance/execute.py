@@ -1,35 +1,26 @@
 """Executors walk a plan's task graph; today a serial one, in this process.
 
-An executor knows nothing about jwst: it is handed a function that runs one
-task.  It orders the tasks by their dependencies, times them, records which
-files each one wrote, shows progress, and stops at the first failure with one
-line that names the task and its log.
+An executor knows nothing about jwst: it orders the tasks by their
+dependencies and hands each one, with the content digests of what its
+upstream tasks wrote, to a ``perform`` function (:func:`appliance.runner.perform`),
+which decides run or reuse and records the task.  It shows progress, and stops
+at the first failure with one line naming the task and its log -- or, with
+``keep_going``, goes on with every task that does not depend on a failed one
+and marks those that do as blocked.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
 
 from appliance.errors import WorkFailed
-from appliance.files import is_temporary
 from appliance.graph import Plan, Task
-from appliance.workdir import OUTPUT_DIRS, log_path
-
-
-@dataclass
-class TaskResult:
-    id: str
-    kind: str
-    seconds: float
-    outputs: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "seconds": round(self.seconds, 3), "outputs": self.outputs}
+from appliance.incremental import PENDING, Decision
+from appliance.runner import BLOCKED, FAILED, REUSED, RUN, Outcome
+from appliance.safety import printable
 
 
 def topological(tasks: tuple[Task, ...]) -> list[Task]:
@@ -48,42 +39,82 @@ def topological(tasks: tuple[Task, ...]) -> list[Task]:
     return ordered
 
 
-def snapshot(workdir: Path) -> dict[str, tuple[int, int]]:
-    """(mtime, size) of every file in the output directories, keyed by relative path."""
-    found = {}
-    for name in OUTPUT_DIRS:
-        for path in (workdir / name).rglob("*"):
-            if path.is_file() and not is_temporary(path.name):
-                st = path.stat()
-                found[path.relative_to(workdir).as_posix()] = (st.st_mtime_ns, st.st_size)
-    return found
+def counts_line(outcomes: list[Outcome]) -> str:
+    """``38 tasks: 0 run, 38 reused`` (failed and blocked said only when there are any)."""
+    count = {s: sum(1 for o in outcomes if o.status == s) for s in (RUN, REUSED, FAILED, BLOCKED)}
+    text = f"{len(outcomes)} tasks: {count[RUN]} run, {count[REUSED]} reused"
+    for status in (FAILED, BLOCKED):
+        if count[status]:
+            text += f", {count[status]} {status}"
+    return text
 
 
 class SerialExecutor:
     """Run the tasks one after another in this process."""
 
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, highlight=False)
 
-    def run(self, plan: Plan, workdir: Path, run_task: Callable[[Task, Path], None]) -> list[TaskResult]:
+    def run(self, plan: Plan, perform: Callable[[Task, dict], Outcome], input_digests: dict, *,
+            keep_going: bool = False) -> list[Outcome]:
+        """Every task's outcome, in order; without ``keep_going`` the first failure raises WorkFailed."""
         ordered = topological(plan.tasks)
-        results = []
+        digests = dict(input_digests)
+        outcomes: dict[str, Outcome] = {}
         start = time.perf_counter()
         for n, task in enumerate(ordered, 1):
-            label = f"[{n}/{len(ordered)}] {task.kind:<9} {task.id.partition(':')[2]}"
-            before = snapshot(workdir)
-            t0 = time.perf_counter()
-            log = log_path(workdir, task.id)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with self.console.status(label):
-                try:
-                    run_task(task, log)
-                except Exception as exc:  # the pipeline's own errors end the run as a failed task
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise WorkFailed(f"{task.id} failed: {first} (log: {log})") from exc
-            seconds = time.perf_counter() - t0
-            after = snapshot(workdir)
-            outputs = sorted(p for p, stamp in after.items() if before.get(p) != stamp)
-            results.append(TaskResult(task.id, task.kind, seconds, outputs))
-            self.console.print(f"{label}  {seconds:6.1f} s   elapsed {time.perf_counter() - start:6.1f} s", soft_wrap=True)
-        return results
+            label = f"[{n}/{len(ordered)}] {task.kind:<9} {task.subject}"
+            stopped = [d for d in task.deps if outcomes[d].status in (FAILED, BLOCKED)]
+            if stopped:
+                outcome = Outcome(task, BLOCKED, f"waits for {stopped[0]}, which {outcomes[stopped[0]].status}")
+            else:
+                with self.console.status(printable(label)):
+                    outcome = perform(task, digests)
+            outcomes[task.id] = outcome
+            for out in outcome.outputs:
+                digests[out["path"]] = out["content_digest"]
+            self.report(label, outcome, time.perf_counter() - start)
+            if outcome.status == FAILED and not keep_going:
+                raise WorkFailed(failure_line(outcome))
+        return list(outcomes.values())
+
+    def report(self, label: str, outcome: Outcome, elapsed: float) -> None:
+        timing = f"{outcome.seconds:6.1f} s" if outcome.status == RUN else " " * 8
+        tail = "" if outcome.status == RUN and outcome.reason == "new" else f"   ({outcome.reason})"
+        self.console.print(printable(f"{label}  {outcome.status:<7} {timing}   elapsed {elapsed:6.1f} s{tail}"),
+                           soft_wrap=True, markup=False)
+
+
+def failure_line(outcome: Outcome) -> str:
+    """One line: the task, the step that failed, the first line of the error, the log."""
+    record = outcome.record or {}
+    step = f" in step {record['step']}" if record.get("step") else ""
+    return f"{outcome.task.id} failed{step}: {outcome.error} (log: {record.get('log', '?')})"
+
+
+def preview(plan: Plan, decide: Callable[[Task, dict], Decision], reused_outputs: Callable[[Task], list[dict]],
+            input_digests: dict) -> list[tuple[Task, Decision]]:
+    """What a run would do, task by task, without running anything (``run --dry-run``).
+
+    A task that would run makes its declared outputs :data:`~appliance.incremental.PENDING`,
+    so what reads them would run too, its reason saying so.
+    """
+    digests = dict(input_digests)
+    decisions = []
+    for task in topological(plan.tasks):
+        decision = decide(task, digests)
+        decisions.append((task, decision))
+        if decision.run:
+            digests.update({p: PENDING for p in task.outputs})
+        else:
+            digests.update({out["path"]: out["content_digest"] for out in reused_outputs(task)})
+    return decisions
+
+
+def print_decisions(decisions: list[tuple[Task, Decision]], out=print) -> None:
+    width = max((len(t.id) for t, _ in decisions), default=10)
+    for task, decision in decisions:
+        out(printable(f"{decision.verb:<7} {task.id:<{width}}   {decision.reason}"))
+    runs = sum(1 for _, d in decisions if d.run)
+    out(f"{len(decisions)} tasks: {runs} would run, {len(decisions) - runs} reused")
+

@@ -30,7 +30,7 @@ from appliance.files import file_sha256
 from appliance.prefetch import needs_prefetch, prefetch_references, recipe_reftypes
 from appliance.session import prepare, prepare_cache
 from appliance.sources import materialise
-from appliance.workdir import FETCH_RECORD, check_workdir, load_fetch_record, update_fetch_record
+from appliance.workdir import FETCH_RECORD, check_workdir, load_fetch_record, locked, update_fetch_record
 
 
 
@@ -72,9 +72,13 @@ def fetch(recipe_path, workdir, *, allow_env_mismatch: bool = False) -> FetchRep
     workdir = Path(workdir)
     check_workdir(workdir)
     prepared = prepare(Path(recipe_path), workdir, allow_env_mismatch=allow_env_mismatch)
-    recipe, settings = prepared.recipe, prepared.settings
     workdir.mkdir(parents=True, exist_ok=True)
-    workdir = workdir.resolve()
+    with locked(workdir, "fetch"):
+        return _fetch(prepared, workdir.resolve(), started)
+
+
+def _fetch(prepared, workdir: Path, started: float) -> FetchReport:
+    recipe, settings = prepared.recipe, prepared.settings
     report = FetchReport(recipe=recipe.name, workdir=workdir, input_kind=recipe.input_kind)
 
     if recipe.input_kind == "mast":

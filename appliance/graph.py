@@ -8,8 +8,6 @@ walk the same graph.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,7 +34,13 @@ class Exposure:
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: its kind, parameters, the workdir files it reads and writes, the tasks it waits for."""
+    """One unit of work: its kind, parameters, the workdir files it reads and writes, the tasks it waits for.
+
+    ``outputs`` are the main files it writes (what later tasks read);
+    ``produces`` are glob patterns of every file it may write besides (a
+    stage's rateints, crf and associations), which its record lists once it
+    ran.
+    """
 
     id: str
     kind: str
@@ -44,25 +48,25 @@ class Task:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     deps: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()
 
     @property
     def subject(self) -> str:
         """What the task is about: the exposure, the filter, or the operation's subject (after the kind)."""
         return self.id.partition(":")[2]
 
-    def key(self, input_digests: dict[str, str], environment: dict[str, Any]) -> str:
-        """A hash of what determines this task's result: kind, parameters, input digests, environment."""
-        blob = json.dumps(
-            {
-                "kind": self.kind,
-                "params": self.params,
-                "inputs": [input_digests.get(p) for p in self.inputs],
-                "environment": environment,
-            },
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()
+
+def flatten_params(params: dict) -> dict[str, object]:
+    """A task's params as ``step.parameter`` → value (other keys as they are): how changes are named."""
+    flat = {}
+    for key, value in (params or {}).items():
+        if key == "steps" and isinstance(value, dict):
+            for step, pars in value.items():
+                for name, v in (pars or {}).items():
+                    flat[f"{step}.{name}"] = v
+        else:
+            flat[key] = value
+    return flat
 
 
 @dataclass(frozen=True)

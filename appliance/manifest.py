@@ -223,53 +223,57 @@ def build_manifest(
     return manifest
 
 
-def assemble(prepared, plan, inputs, results, workdir: Path, *, jwst_version: str, input_seconds: float,
-             crds_fetch: dict | None, started: str, finished: str) -> dict:
-    """The manifest of a finished run: its inputs, every product of every task, the tasks and the environment.
+def assemble(prepared, plan, placed, outcomes, *, jwst_version: str, crds_fetch: dict | None, started: str,
+             finished: str) -> dict:
+    """The manifest of a finished run, assembled from the records alone (no product is read again).
 
-    ``prepared`` is the :class:`~appliance.session.Prepared` recipe, ``inputs``
-    the placed :class:`~appliance.sources.inputfile.InputFile` s, ``results``
-    the executor's task results; ``crds_fetch`` is what ``fetch`` recorded of
-    the references (server, time, per-file state), when it ran.
+    ``prepared`` is the :class:`~appliance.session.Prepared` recipe,
+    ``placed`` the inputs step (:class:`~appliance.sources.Placed`),
+    ``outcomes`` every task's :class:`~appliance.runner.Outcome` with its
+    completion record; ``crds_fetch`` is what ``fetch`` recorded of the
+    references (server, time, per-file state), when it ran.  Each task says
+    whether it was run or reused, and why.
     """
     recipe, settings = prepared.recipe, prepared.settings
-    input_records = [input_record(f.path, workdir, f.origin, f.fetched_at) for f in inputs]
-    digests = {r["name"]: r["sha256"] for r in input_records}
-    products = []
-    for result in results:
-        for rel in result.outputs:
-            record = product_record(workdir / rel, workdir, result.id)
-            products.append(record)
-            digests[rel] = record["content_digest"]
-    env_summary = {"jwst": jwst_version, **settings.as_dict()}
-    tasks = [{"id": "inputs", "kind": recipe.input_kind, "seconds": round(input_seconds, 3),
-              "outputs": [r["name"] for r in input_records]}]
-    by_id = {t.id: t for t in plan.tasks}
-    for result in results:
-        task = by_id[result.id]
-        tasks.append({**result.as_dict(), "key": task.key(digests, env_summary),
-                      "inputs": list(task.inputs), "params": task.params})
+    input_records = [{"name": f["path"], **{k: f[k] for k in ("size", "sha256", "origin", "fetched_at")}}
+                     for f in placed.files]
+    products, references = [], {}
+    tasks = [{"id": "inputs", "kind": recipe.input_kind, "status": placed.status, "reason": placed.reason,
+              "seconds": round(placed.seconds, 3), "outputs": [r["name"] for r in input_records]}]
+    for outcome in outcomes:
+        record = outcome.record or {}
+        outputs = [{k: v for k, v in out.items() if k != "mtime_ns"} for out in outcome.outputs]
+        products += outputs
+        references.update({name: ref["sha256"] for name, ref in record.get("references", {}).items()})
+        tasks.append({"id": outcome.task.id, "kind": outcome.task.kind, "status": outcome.status,
+                      "reason": outcome.reason, "seconds": record.get("seconds", 0.0),
+                      "outputs": [o["path"] for o in outputs], "key": record.get("key"),
+                      "inputs": list(outcome.task.inputs), "params": outcome.task.params,
+                      "worker": record.get("worker"), "log": record.get("log")})
     environment = capture_environment(crds_context=settings.context, crds_path=settings.path,
                                       crds_mode=settings.mode, use_step_pars=settings.use_step_pars,
                                       env_mismatches=list(prepared.mismatches))
-    environment["crds_references"] = reference_checksums(products, Path(settings.path))
+    environment["jwst"] = environment.get("jwst") or jwst_version
+    environment["crds_references"] = dict(sorted(references.items()))
     if crds_fetch:
         environment["crds_fetch"] = crds_fetch
     return build_manifest(
         recipe_text=recipe.text, recipe_path=str(recipe.path), environment=environment, inputs=input_records,
         products=products, tasks=tasks, started=started, finished=finished,
-        extra={"plan": {"stages": list(plan.stages), "exposures": [e.name for e in plan.exposures]}},
+        extra={"plan": {"stages": list(plan.stages), "exposures": [e.name for e in plan.exposures]},
+               "run_digest": run_digest(recipe.sha256, input_records, products)},
     )
 
 
-def reference_checksums(products: list[dict], cache: Path) -> dict[str, str]:
-    """sha256 of every CRDS reference file the products name, as found in the cache."""
-    names = sorted({v.removeprefix("crds://") for p in products for v in p["crds_refs"].values() if v.startswith("crds://")})
-    found = {}
-    for name in names:
-        hits = list((cache / "references").rglob(name))
-        found[name] = file_sha256(hits[0]) if hits else "not in cache"
-    return found
+def run_digest(recipe_sha256: str, inputs: list[dict], products: list[dict]) -> str:
+    """One digest of what a run made of what: the recipe, each input's sha256, each product's content digest.
+
+    Two runs that produced the same content give the same run digest, however
+    long they took and whichever of their tasks were reused.
+    """
+    blob = json.dumps({"recipe": recipe_sha256, "inputs": sorted([i["name"], i["sha256"]] for i in inputs),
+                       "products": sorted([p["path"], p["content_digest"]] for p in products)}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _json_default(obj: Any) -> Any:

@@ -18,7 +18,7 @@ from appliance.graph import Exposure, Plan, Task
 from appliance.pipelines import KIND_FIRST_STAGE, STAGES
 from appliance.recipe import Recipe, stages_to_run, step_parameters
 from appliance.safety import FILTER, OBSERVATION, PROGRAM, check_name, is_name, printable
-from appliance.workdir import INPUT_DIR_OF_KIND
+from appliance.workdir import INPUT_DIR_OF_KIND, association_name
 
 
 def product_path(stage: str, name: str) -> str:
@@ -86,14 +86,17 @@ def build_plan(recipe: Recipe, exposures: list[Exposure]) -> Plan:
     if "detector1" in stages:
         for e in exposures:
             out = product_path("detector1", e.name)
-            tasks.append(Task(f"detector1:{e.name}", "detector1", {"steps": steps("detector1")}, (current[e.name],), (out,)))
+            tasks.append(Task(f"detector1:{e.name}", "detector1", {"steps": steps("detector1")}, (current[e.name],),
+                              (out,), produces=(f"{STAGES['detector1'].output_dir}/{e.name}_*.fits",)))
             current[e.name], producer[e.name] = out, f"detector1:{e.name}"
     if "image2" in stages:
         for e in exposures:
             out = product_path("image2", e.name)
             deps = (producer[e.name],) if e.name in producer else ()
             params = {"steps": steps("image2"), "product_name": e.name}
-            tasks.append(Task(f"image2:{e.name}", "image2", params, (current[e.name],), (out,), deps))
+            asn = f"{Path(current[e.name]).parent.as_posix()}/{association_name(e.name, 'image2')}"
+            tasks.append(Task(f"image2:{e.name}", "image2", params, (current[e.name],), (out,), deps,
+                              produces=(f"{STAGES['image2'].output_dir}/{e.name}_*.fits", asn)))
             current[e.name], producer[e.name] = out, f"image2:{e.name}"
     if "image3" in stages:
         for filt in sorted({e.filter for e in exposures}):
@@ -103,7 +106,10 @@ def build_plan(recipe: Recipe, exposures: list[Exposure]) -> Plan:
             params = {"steps": steps("image3"), "product_name": product}
             outs = (product_path("image3", product),)
             inputs = tuple(current[e.name] for e in members)
-            tasks.append(Task(f"image3:{filt}", "image3", params, inputs, outs, deps))
+            out_dir = STAGES["image3"].output_dir
+            produces = (f"{out_dir}/{product}_*", *(f"{out_dir}/{e.name}_*" for e in members),
+                        f"{Path(inputs[0]).parent.as_posix()}/{association_name(product, 'image3')}")
+            tasks.append(Task(f"image3:{filt}", "image3", params, inputs, outs, deps, produces=produces))
     if recipe.postprocess:
         from appliance.postprocess.planner import plan_tasks
 

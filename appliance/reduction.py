@@ -2,56 +2,137 @@
 
 Everything that can be wrong with the request is checked before the first
 byte is written (:mod:`appliance.session`), so a bad recipe leaves nothing
-behind; the manifest is written last, so its presence means every product in
-it is complete.
+behind.  The run is incremental (``docs/incremental.md``): each task is
+reused when its completion record still holds and run otherwise, each
+finished task is recorded at once (so a crash loses nothing finished), and the
+manifest, assembled from the records, is written last, so its presence means
+every product in it is complete.  One run works in a workdir at a time.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance import crdsenv, manifest
-from appliance.execute import SerialExecutor
+from appliance import crdsenv, manifest, records
+from appliance.errors import WorkFailed
+from appliance.execute import SerialExecutor, counts_line, failure_line, preview
 from appliance.files import utc_now
-from appliance.plan import build_plan, exposure_from_header
-from appliance.runner import run_task
-from appliance.session import expected_environment, planned_exposures, prepare, prepare_cache, priced
-from appliance.sources import materialise
-from appliance.workdir import MANIFEST_NAME, SUMS_NAME, check_workdir, load_fetch_record
+from appliance.graph import Task
+from appliance.incremental import Decision, environment_of
+from appliance.plan import build_plan
+from appliance.runner import BLOCKED, FAILED, Outcome, RunContext, decision_for, perform
+from appliance.session import Prepared, expected_environment, planned_exposures, prepare, prepare_cache, priced
+from appliance.sources import place
+from appliance.workdir import MANIFEST_NAME, SUMS_NAME, check_workdir, load_fetch_record, locked
 
 
-def run(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False, console=None) -> Path:
-    """Reduce the recipe into ``workdir``; returns the manifest's path."""
-    # load and validate: a bad request, missing inputs, bad headers, a plan too big for this machine
+@dataclass(frozen=True)
+class Options:
+    """How a run treats what earlier runs left (``run``'s flags)."""
+
+    force: bool = False  # run every task, whatever its record says
+    force_tasks: frozenset[str] = frozenset()  # run these tasks
+    keep_going: bool = False  # after a failure, run every task that does not depend on it
+    allow_env_mismatch: bool = False
+
+
+@dataclass
+class Result:
+    manifest: Path | None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        return counts_line(self.outcomes)
+
+
+def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, console=None) -> Result:
+    """Reduce the recipe into ``workdir``: run what changed, reuse the rest, write the manifest."""
     check_workdir(workdir)
-    prepared = prepare(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
+    prepared = prepare(recipe_path, workdir, allow_env_mismatch=options.allow_env_mismatch)
     recipe, settings = prepared.recipe, prepared.settings
     known = planned_exposures(recipe)
-    if known is not None:
-        priced(recipe, build_plan(recipe, known), workdir)
+    if known is not None:  # an unknown --force-task, a plan too big for this machine: before any write
+        planned = build_plan(recipe, known)
+        _check_forced(planned, options)
+        priced(recipe, planned, workdir)
 
-    started = utc_now()
-    crdsenv.configure(settings)  # for the rest of this process: the stages import jwst
     workdir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
-    for stale in (MANIFEST_NAME, SUMS_NAME):  # an old manifest must not describe new products
-        (workdir / stale).unlink(missing_ok=True)
-    prepare_cache(settings, simulated=prepared.simulated)
+    with locked(workdir, "run"):
+        started = utc_now()
+        crdsenv.configure(settings)  # for the rest of this process: the stages import jwst
+        for stale in (MANIFEST_NAME, SUMS_NAME):  # an old manifest must not describe new products
+            (workdir / stale).unlink(missing_ok=True)
+        prepare_cache(settings, simulated=prepared.simulated)
+        jwst_version = expected_environment(recipe)[0]
+        records.mark_specs_checked(workdir, records.specs_fingerprint(recipe, jwst_version))
 
-    # plan: the inputs in place, then the task graph over their headers
-    t0 = time.perf_counter()
-    inputs = materialise(recipe, workdir)
-    input_seconds = time.perf_counter() - t0
-    plan = build_plan(recipe, [exposure_from_header(f.path) for f in inputs if f.path.name.endswith(".fits")])
-    if known is None:  # MAST inputs: sized only once they are here
-        priced(recipe, plan, workdir)
+        placed = place(recipe, workdir, force=options.force)
+        plan = build_plan(recipe, placed.exposures)
+        _check_forced(plan, options)
+        if known is None:  # MAST inputs: sized only once they are here
+            priced(recipe, plan, workdir)
+        context = _context(prepared, workdir, options, jwst_version)
+        executor = SerialExecutor(console)
+        executor.console.print(f"inputs    {placed.status}   ({placed.reason})", markup=False, highlight=False)
+        outcomes = executor.run(plan, lambda task, digests: perform(task, context, digests), placed.digests,
+                                keep_going=options.keep_going)
+        stopped = [o for o in outcomes if o.status in (FAILED, BLOCKED)]
+        if stopped:
+            failed = [o for o in outcomes if o.status == FAILED]
+            raise WorkFailed(f"{counts_line(outcomes)}; {failure_line(failed[0])}"
+                             + (f" (and {len(failed) - 1} more failed)" if len(failed) > 1 else "")
+                             + "; run again to resume from here")
+        built = manifest.assemble(prepared, plan, placed, outcomes, jwst_version=jwst_version,
+                                  crds_fetch=(load_fetch_record(workdir) or {}).get("crds"),
+                                  started=started, finished=utc_now())
+        return Result(manifest.write_manifest(workdir, built), outcomes)
 
-    # execute, then record and write the manifest
-    results = SerialExecutor(console).run(plan, workdir, lambda task, log: run_task(task, workdir, log))
-    built = manifest.assemble(
-        prepared, plan, inputs, results, workdir,
-        jwst_version=expected_environment(recipe)[0], input_seconds=input_seconds,
-        crds_fetch=(load_fetch_record(workdir) or {}).get("crds"), started=started, finished=utc_now(),
-    )
-    return manifest.write_manifest(workdir, built)
+
+def dry_run(recipe_path: Path, workdir: Path, options: Options = Options()) -> list[tuple[Task, Decision]]:
+    """What ``run`` would do in ``workdir``, task by task and why, writing nothing."""
+    from appliance.sources import INPUTS_TASK, source
+
+    prepared = prepare(recipe_path, workdir, allow_env_mismatch=True)
+    recipe = prepared.recipe
+    workdir = workdir.absolute()
+    inputs = records.load(workdir, INPUTS_TASK)
+    unchanged = (inputs is not None and not options.force and inputs.get("key") == source(recipe).input_key(recipe))
+    if unchanged:
+        from appliance.graph import Exposure
+
+        exposures = [Exposure(**e) for e in inputs.get("exposures", [])]
+        digests = {f["path"]: f["content_digest"] for f in inputs["outputs"]}
+    else:
+        exposures = planned_exposures(recipe)
+        if exposures is None:
+            from appliance.errors import UserError
+
+            raise UserError(f"{recipe.path}: inputs.mast: the exposures of a MAST recipe are known once fetched "
+                            f"(run `python run.py fetch` first)")
+        digests = {}  # every input is new: every task runs
+    plan = build_plan(recipe, exposures)
+    _check_forced(plan, options)
+    context = _context(prepared, workdir, options, expected_environment(recipe)[0])
+
+    def reused_outputs(task: Task) -> list[dict]:
+        return (records.load(workdir, task.id) or {}).get("outputs", [])
+
+    return preview(plan, lambda task, d: decision_for(task, context, d)[0], reused_outputs, digests)
+
+
+def _context(prepared: Prepared, workdir: Path, options: Options, jwst_version: str) -> RunContext:
+    return RunContext(workdir, Path(prepared.settings.path), environment_of(jwst_version, prepared.settings),
+                      options.force, options.force_tasks)
+
+
+def _check_forced(plan, options: Options) -> None:
+    unknown = sorted(options.force_tasks - {t.id for t in plan.tasks})
+    if unknown:
+        from appliance.errors import UserError
+        from appliance.recipe.messages import choices
+
+        raise UserError(f"--force-task {unknown[0]}: no such task in this plan"
+                        + choices(unknown[0], [t.id for t in plan.tasks], "tasks"))

@@ -328,7 +328,7 @@ def _run_here(recipe_path: Path, workdir: Path, draft, allow_env_mismatch: bool,
     if draft.input_kind != "simulate" and fetch_references:
         _prefetch_references(recipe_path, workdir, allow_env_mismatch, datasets)
     say(f"run      {recipe_path} → {workdir}")
-    return reduction.run(recipe_path, workdir, allow_env_mismatch=allow_env_mismatch)
+    return reduction.run(recipe_path, workdir, reduction.Options(allow_env_mismatch=allow_env_mismatch)).manifest
 
 
 def _prefetch_references(recipe_path: Path, workdir: Path, allow_env_mismatch: bool, datasets: list[Path]) -> None:

@@ -1,18 +1,115 @@
-"""Run one task of a plan: a jwst stage, or a registered post-processing operation.
+"""One task of a plan, start to finish: decide run or reuse, run it, find and digest its outputs, record it.
 
-The executors know nothing about jwst: they hand each task to :func:`run_task`.
+Executors only schedule: whichever process runs a task calls :func:`perform`,
+which writes the task's incomplete marker, runs it (a jwst stage, or a
+registered post-processing operation), computes the size, sha256 and content
+digest of each output as its last act, and writes the completion record
+(:mod:`appliance.records`).  So a task's record exists only when its outputs
+are complete, whoever ran it and however the run ended.
 """
 
 from __future__ import annotations
 
+import glob
+import os
+import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from appliance import records
+from appliance.files import is_temporary, utc_now
 from appliance.graph import Task
+from appliance.incremental import Decision, decide, key_of, key_parts, reference_states
 from appliance.pipelines import STAGES
+from appliance.workdir import log_path
+
+RUN, REUSED, FAILED, BLOCKED = "run", "reused", "failed", "blocked"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every task of one run shares."""
+
+    workdir: Path
+    cache: Path  # the CRDS cache, where the references' sha256 are read
+    environment: dict  # incremental.environment_of(...): part of every key
+    force: bool = False
+    force_tasks: frozenset[str] = frozenset()
+
+
+@dataclass
+class Outcome:
+    """What happened to one task in this run."""
+
+    task: Task
+    status: str  # run | reused | failed | blocked
+    reason: str
+    record: dict | None = None
+    seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def outputs(self) -> list[dict]:
+        return (self.record or {}).get("outputs", []) if self.status in (RUN, REUSED) else []
+
+
+def decision_for(task: Task, context: RunContext, input_digests: dict) -> tuple[Decision, dict, dict | None]:
+    """(decision, key parts, existing record) for ``task`` given the digests of the files it reads."""
+    parts = key_parts(task, input_digests, context.environment)
+    record = records.load(context.workdir, task.id)
+    forced = context.force or task.id in context.force_tasks
+    decision = decide(task, parts, record, context.workdir, context.cache, forced=forced,
+                      interrupted=records.interrupted(context.workdir, task.id))
+    return decision, parts, record
+
+
+def perform(task: Task, context: RunContext, input_digests: dict) -> Outcome:
+    """Reuse ``task`` if its record still holds, else run it and record it."""
+    decision, parts, record = decision_for(task, context, input_digests)
+    if not decision.run:
+        return Outcome(task, REUSED, decision.reason, record)
+    return execute(task, context, parts, decision.reason)
+
+
+def execute(task: Task, context: RunContext, parts: dict, reason: str) -> Outcome:
+    """Run the task under its marker; its record (done, or failed) is written whatever happens but a kill."""
+    from appliance.manifest import product_record
+
+    workdir = context.workdir
+    log = log_path(workdir, task.id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    before = written(workdir, task)
+    records.begin(workdir, task.id)
+    started, t0 = utc_now(), time.perf_counter()
+    base = {"id": task.id, "kind": task.kind, "key": key_of(parts), "key_parts": parts, "params": task.params,
+            "inputs": list(task.inputs), "log": log.relative_to(workdir).as_posix(), "started": started,
+            "worker": records.worker(), "reason": reason}
+    try:
+        run_task(task, workdir, log)
+    except Exception as exc:  # the pipeline's own errors end the task as failed, and are recorded
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        seconds = time.perf_counter() - t0
+        record = records.finish(workdir, {**base, "status": records.FAILED, "error": first, "step": failing_step(log),
+                                          "outputs": [], "seconds": round(seconds, 3), "finished": utc_now()})
+        return Outcome(task, FAILED, reason, record, seconds, first)
+    after = written(workdir, task)
+    paths = sorted({p for p, stamp in after.items() if before.get(p) != stamp}
+                   | {p for p in task.outputs if (workdir / p).is_file()})
+    outputs = []
+    for rel in paths:
+        product = product_record(workdir / rel, workdir, task.id)
+        outputs.append({**product, "mtime_ns": os.stat(workdir / rel).st_mtime_ns})
+    names = {v.removeprefix("crds://") for p in outputs for v in p["crds_refs"].values() if v.startswith("crds://")}
+    seconds = time.perf_counter() - t0
+    record = records.finish(workdir, {**base, "status": records.DONE, "outputs": outputs,
+                                      "references": reference_states(context.cache, names),
+                                      "seconds": round(seconds, 3), "finished": utc_now()})
+    return Outcome(task, RUN, reason, record, seconds)
 
 
 def run_task(task: Task, workdir: Path, log: Path) -> None:
-    """Run ``task`` in ``workdir``, its log in ``log``; exceptions propagate to the executor."""
+    """Run ``task`` in ``workdir``, its log in ``log``; exceptions propagate."""
     if task.kind in STAGES:
         from appliance.stages import run_stage
 
@@ -21,3 +118,35 @@ def run_task(task: Task, workdir: Path, log: Path) -> None:
         from appliance.postprocess import run_task as run_operation
 
         run_operation(task, workdir, log)
+
+
+def written(workdir: Path, task: Task) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file the task may write (its outputs and ``produces`` patterns)."""
+    found = {}
+    for pattern in (*task.outputs, *task.produces):
+        for hit in glob.glob(str(workdir / pattern)):
+            path = Path(hit)
+            if path.is_file() and not is_temporary(path.name):
+                st = path.stat()
+                found[path.relative_to(workdir).as_posix()] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
+_STEP_RUNNING = re.compile(r" - stpipe\.\w+ - INFO - Step (\w+) running")
+_STEP_DONE = re.compile(r" - stpipe\.\w+ - INFO - Step (\w+) done")
+
+
+def failing_step(log: Path) -> str:
+    """The step that was running when a stage failed: the last one started and not done (its log says so)."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    running: list[str] = []
+    for line in text.splitlines():
+        if m := _STEP_RUNNING.search(line):
+            running.append(m.group(1))
+        elif (m := _STEP_DONE.search(line)) and m.group(1) in running:
+            running.remove(m.group(1))
+    inner = [s for s in running if not s.endswith("Pipeline")]
+    return inner[-1] if inner else (running[-1] if running else "")

@@ -98,17 +98,28 @@ def prepare_cache(settings: CrdsSettings, simulated: bool) -> None:
 
 
 def prepare(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = False) -> Prepared:
-    """Load and check the recipe; a bad request is a one-line UserError before anything is written."""
+    """Load and check the recipe; a bad request is a one-line UserError before anything is written.
+
+    When a run in ``workdir`` already checked this very recipe against this
+    jwst's step specs, that check is not repeated (it is what imports jwst);
+    the appliance's policy is checked every time.
+    """
+    from appliance import records
+
     recipe = load_recipe(recipe_path)
-    mismatches = environment_mismatches(recipe, *expected_environment(recipe))
+    jwst_version, context = expected_environment(recipe)
+    mismatches = environment_mismatches(recipe, jwst_version, context)
     if mismatches and not allow_env_mismatch:
         raise UserError(
             f"{recipe.path}: environment: {'; '.join(mismatches)} (pass --allow-env-mismatch to run anyway)"
         )
     settings = choose_settings(recipe.environment.crds_context, use_step_pars=recipe.environment.use_step_pars,
                                simulated=recipe.input_kind == "simulate", workdir=workdir.resolve())
-    with crdsenv.applied(settings):  # importing jwst reads them
-        validate_steps(recipe, workdir)
+    if records.specs_checked(workdir, records.specs_fingerprint(recipe, jwst_version)):
+        validate_steps(recipe, workdir, specs=False)
+    else:
+        with crdsenv.applied(settings):  # importing jwst reads them
+            validate_steps(recipe, workdir)
     if recipe.postprocess:  # an operation whose input stage does not run fails here, before any write
         from appliance.postprocess.planner import check_recipe
 

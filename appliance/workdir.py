@@ -10,7 +10,9 @@
       postprocess/  the registered post-processing operations' products
       logs/         one log per task
       crds_cache/   the synthetic CRDS cache (simulated recipes only)
+      records/      one completion record per finished task (and a marker while one runs)
       inputs.json   the fetch record: what `fetch` downloaded, so `run` can reuse it offline
+      run.lock      held by the one run (or fetch) working in this workdir
       manifest.json, SHA256SUMS
 
 Also here: the checks a workdir (or any directory the appliance is told to
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from appliance.errors import UserError
@@ -37,15 +40,27 @@ LOGS_DIR = "logs"
 CRDS_CACHE_DIR = "crds_cache"
 #: Directories whose files are a run's products (and inputs).
 OUTPUT_DIRS = (INPUTS_DIR, *STAGE_DIRS.values(), POSTPROCESS_DIR)
+RECORDS_DIR = "records"
 MANIFEST_NAME = "manifest.json"
 SUMS_NAME = "SHA256SUMS"
 FETCH_RECORD = "inputs.json"
 FETCH_RECORD_VERSION = 1
+LOCK_NAME = "run.lock"
 
 
 def log_path(workdir: Path, task_id: str) -> Path:
     """``logs/<task id with : as _>.log``."""
     return Path(workdir) / LOGS_DIR / (task_id.replace(":", "_") + ".log")
+
+
+def record_path(workdir: Path, task_id: str) -> Path:
+    """``records/<task id with : as _>.json``: the completion record of a finished task."""
+    return Path(workdir) / RECORDS_DIR / (task_id.replace(":", "_") + ".json")
+
+
+def marker_path(workdir: Path, task_id: str) -> Path:
+    """``records/<task id with : as _>.running``: written before a task starts, removed after its record."""
+    return Path(workdir) / RECORDS_DIR / (task_id.replace(":", "_") + ".running")
 
 
 def association_name(product_name: str, stage: str) -> str:
@@ -144,3 +159,49 @@ def update_fetch_record(workdir: Path, **fields) -> dict:
             record.pop(key, None)
     atomic_write(Path(workdir) / FETCH_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n", durable=True)
     return record
+
+
+# --------------------------------------------------------------------------- one run at a time
+
+
+class WorkdirBusy(UserError):
+    """Another process holds the workdir's lock."""
+
+
+@contextmanager
+def locked(workdir: Path, what: str = "run"):
+    """Hold ``WORKDIR/run.lock`` for the block; another holder is a one-line error naming its pid and start.
+
+    An ``fcntl`` lock belongs to the open file: the kernel releases it when its
+    process ends, however it ends, so the lock of a dead process is simply
+    taken over.  The file says who holds it, for the message.
+    """
+    import fcntl
+    import socket
+
+    from appliance.files import utc_now
+
+    path = Path(workdir) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            raise WorkdirBusy(f"{printable(workdir)}: another {holder.get('what', 'run')} is working in this workdir "
+                              f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
+                              f"{holder.get('since', '?')}); wait for it, or use another --workdir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now(),
+                                  "what": what}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> dict:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

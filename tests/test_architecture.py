@@ -19,9 +19,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "appliance"
 LAYERS = {
     0: ["appliance", "appliance.errors", "appliance.safety", "appliance.files"],
     1: ["appliance.workdir", "appliance.pipelines", "appliance.graph", "appliance.pin", "appliance.digest",
-        "appliance.crdsenv", "appliance.resources"],
+        "appliance.crdsenv", "appliance.resources", "appliance.records"],
     2: ["appliance.recipe.*", "appliance.simulate.*", "appliance.postprocess.registry", "appliance.associations",
-        "appliance.manifest"],
+        "appliance.manifest", "appliance.incremental"],
     3: ["appliance.plan", "appliance.postprocess", "appliance.postprocess.planner", "appliance.postprocess.common",
         "appliance.postprocess.background", "appliance.postprocess.catalog", "appliance.postprocess.preview",
         "appliance.postprocess.astrometry", "appliance.postprocess.report", "appliance.stages", "appliance.runner",

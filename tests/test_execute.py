@@ -1,15 +1,17 @@
-"""The serial executor: order, outputs, timing, failures."""
+"""The serial executor: order, digests handed downstream, failures, keep-going, and the dry-run preview."""
 
 import pytest
 from rich.console import Console
 
 from appliance.errors import WorkFailed
-from appliance.execute import SerialExecutor, topological
+from appliance.execute import SerialExecutor, counts_line, preview, topological
 from appliance.graph import Plan, Task
+from appliance.incremental import PENDING, Decision
+from appliance.runner import BLOCKED, FAILED, REUSED, RUN, Outcome
 
 
-def task(id, deps=()):
-    return Task(id, id.split(":")[0], {}, (), (), tuple(deps))
+def task(id, deps=(), inputs=(), outputs=()):
+    return Task(id, id.split(":")[0], {}, tuple(inputs), tuple(outputs), tuple(deps))
 
 
 def test_topological_respects_deps_and_keeps_plan_order():
@@ -22,27 +24,51 @@ def test_cycle_is_detected():
         topological((task("a:1", ["b:1"]), task("b:1", ["a:1"])))
 
 
-def test_outputs_are_the_files_a_task_wrote(tmp_path):
-    (tmp_path / "stage1").mkdir()
-    (tmp_path / "stage1" / "old.fits").write_text("x")
-
-    def run(t, log):
-        (tmp_path / "stage1" / f"{t.id.split(':')[1]}_rate.fits").write_text(t.id)
-        log.write_text("ran")
-
-    results = SerialExecutor(Console(quiet=True)).run(Plan((), (), (task("detector1:e1"), task("detector1:e2"))), tmp_path, run)
-    assert [r.outputs for r in results] == [["stage1/e1_rate.fits"], ["stage1/e2_rate.fits"]]
-    assert (tmp_path / "logs" / "detector1_e1.log").read_text() == "ran"
-    assert all(r.seconds >= 0 for r in results)
+def quiet():
+    return SerialExecutor(Console(quiet=True))
 
 
-def test_a_failing_task_stops_the_run_with_one_line(tmp_path):
-    calls = []
+def test_each_task_gets_the_digests_of_what_its_upstream_tasks_wrote():
+    seen = {}
 
-    def run(t, log):
-        calls.append(t.id)
-        raise RuntimeError("saturation reference missing\nmore detail")
+    def perform(t, digests):
+        seen[t.id] = dict(digests)
+        return Outcome(t, RUN, "new", {"outputs": [{"path": p, "content_digest": f"d-{p}"} for p in t.outputs]})
 
-    with pytest.raises(WorkFailed, match=r"detector1:e1 failed: saturation reference missing \(log: .*detector1_e1.log\)$"):
-        SerialExecutor(Console(quiet=True)).run(Plan((), (), (task("detector1:e1"), task("detector1:e2"))), tmp_path, run)
-    assert calls == ["detector1:e1"]
+    plan = Plan((), (), (task("detector1:e", inputs=["uncal/e"], outputs=["stage1/e"]),
+                         task("image2:e", ["detector1:e"], ["stage1/e"], ["stage2/e"])))
+    outcomes = quiet().run(plan, perform, {"uncal/e": "u"})
+    assert seen["detector1:e"] == {"uncal/e": "u"}
+    assert seen["image2:e"]["stage1/e"] == "d-stage1/e"
+    assert counts_line(outcomes) == "2 tasks: 2 run, 0 reused"
+
+
+def test_a_failure_stops_the_run_with_one_line_unless_keep_going():
+    def perform(t, digests):
+        if t.id == "detector1:a":
+            return Outcome(t, FAILED, "new", {"step": "jump", "log": "logs/detector1_a.log"}, error="boom")
+        return Outcome(t, REUSED, "unchanged", {"outputs": []})
+
+    plan = Plan((), (), (task("detector1:a"), task("detector1:b"), task("image2:a", ["detector1:a"]),
+                         task("image3:F", ["image2:a", "detector1:b"]), task("image2:b", ["detector1:b"])))
+    with pytest.raises(WorkFailed, match=r"^detector1:a failed in step jump: boom \(log: logs/detector1_a.log\)$"):
+        quiet().run(plan, perform, {})
+    outcomes = {o.task.id: o for o in quiet().run(plan, perform, {}, keep_going=True)}
+    assert outcomes["detector1:b"].status == REUSED and outcomes["image2:b"].status == REUSED
+    assert outcomes["image2:a"].status == BLOCKED and outcomes["image3:F"].status == BLOCKED
+    assert outcomes["image3:F"].reason == "waits for image2:a, which blocked"
+    assert counts_line(list(outcomes.values())) == "5 tasks: 0 run, 2 reused, 1 failed, 2 blocked"
+
+
+def test_the_preview_marks_what_a_running_task_will_rewrite_as_pending():
+    plan = Plan((), (), (task("detector1:e", inputs=["uncal/e"], outputs=["stage1/e"]),
+                         task("image2:e", ["detector1:e"], ["stage1/e"], ["stage2/e"])))
+    seen = {}
+
+    def decide(t, digests):
+        seen[t.id] = dict(digests)
+        return Decision(t.id.startswith("detector1"), "parameters changed" if t.id.startswith("d") else "unchanged")
+
+    decisions = preview(plan, decide, lambda t: [], {"uncal/e": "u"})
+    assert [d.verb for _, d in decisions] == ["run", "reused"]
+    assert seen["image2:e"]["stage1/e"] is PENDING

@@ -71,9 +71,25 @@ def test_mixed_input_kinds_are_an_error():
 
 
 def test_task_key_changes_with_params_and_inputs():
+    from appliance.incremental import key_of, key_parts
+
     task = build_plan(recipe(), exposures()).tasks[0]
     env = {"jwst": "3.0.0"}
-    key = task.key({task.inputs[0]: "a"}, env)
-    assert key == task.key({task.inputs[0]: "a"}, env)
-    assert key != task.key({task.inputs[0]: "b"}, env)
-    assert key != task.key({task.inputs[0]: "a"}, {"jwst": "3.0.1"})
+
+    def key(digest, environment=env):
+        return key_of(key_parts(task, {task.inputs[0]: digest}, environment))
+
+    assert key("a") == key("a")
+    assert key("a") != key("b")
+    assert key("a") != key("a", {"jwst": "3.0.1"})
+
+
+def test_stage_tasks_name_every_file_they_may_write():
+    plan = build_plan(recipe(), exposures())
+    by_id = {t.id: t for t in plan.tasks}
+    d1 = next(t for t in plan.tasks if t.kind == "detector1")
+    assert d1.produces == (f"stage1/{d1.subject}_*.fits",)
+    i2 = by_id[f"image2:{d1.subject}"]
+    assert i2.produces == (f"stage2/{d1.subject}_*.fits", f"stage1/{d1.subject}_image2_asn.json")
+    i3 = next(t for t in plan.tasks if t.kind == "image3")
+    assert i3.produces[0].startswith("stage3/jw") and i3.produces[-1].endswith("_image3_asn.json")

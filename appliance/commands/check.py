@@ -8,13 +8,15 @@ from pathlib import Path
 from appliance.commands import default_workdir, recipe_path
 from appliance.pipelines import STAGE_ORDER
 from appliance.safety import printable
+from appliance.workdir import RECORDS_DIR
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("check", help="validate a recipe and print its plan without running it")
     p.add_argument("recipe", type=Path)
     p.add_argument("--workdir", type=Path, default=None,
-                   help="where the run would go (its free disk is checked; default work/<recipe name>)")
+                   help="where the run would go: its free disk is checked, and when an earlier run left its "
+                        "records there, each task's run-or-reuse decision is printed (default work/<recipe name>)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_check)
 
@@ -54,6 +56,13 @@ def cmd_check(args) -> int:
         say(f"  {t.id:<48} {' '.join(t.inputs)[:60]} → {' '.join(t.outputs)}")
     for op in recipe.postprocess:
         say(f"postprocess  {op.op} {dict(op.params)}")
+    workdir = default_workdir(args)
+    if (workdir / RECORDS_DIR).is_dir():  # an earlier run left records: what a run would do now
+        from appliance import reduction
+        from appliance.execute import print_decisions
+
+        say(f"in {workdir}:")
+        print_decisions(reduction.dry_run(recipe_path(args.recipe), workdir), out=say)
     return 0
 
 

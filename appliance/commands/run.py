@@ -1,4 +1,8 @@
-"""``run.py run RECIPE [--workdir DIR]`` (or just ``run.py RECIPE.toml``): reduce a recipe, write its manifest."""
+"""``run.py run RECIPE [--workdir DIR]`` (or just ``run.py RECIPE.toml``): reduce a recipe, write its manifest.
+
+A re-run runs only what changed (``docs/incremental.md``); ``--dry-run`` says
+what it would run, and why, without running anything.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,30 @@ from appliance.commands import default_workdir, recipe_path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="reduce a recipe into a workdir and write its manifest")
+    p = sub.add_parser("run", help="reduce a recipe into a workdir (running only what changed) and write its manifest")
     p.add_argument("recipe", type=Path)
     p.add_argument("--workdir", type=Path, default=None, help="default: work/<recipe name>")
     p.add_argument("--allow-env-mismatch", action="store_true",
                    help="run even if the installed jwst/CRDS context differ from the recipe's (recorded)")
+    p.add_argument("--dry-run", action="store_true", help="print, for each task, run or reused and why; run nothing")
+    p.add_argument("--force", action="store_true", help="run every task again, whatever its record says")
+    p.add_argument("--force-task", action="append", default=[], metavar="ID",
+                   help="run this task again (e.g. image3:F770W); repeatable")
+    p.add_argument("--keep-going", action="store_true",
+                   help="after a task fails, still run every task that does not depend on it (exit 1 at the end)")
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
     from appliance import reduction
+    from appliance.execute import print_decisions
 
-    path = reduction.run(recipe_path(args.recipe), default_workdir(args), allow_env_mismatch=args.allow_env_mismatch)
-    print(f"manifest: {path}")
+    options = reduction.Options(force=args.force, force_tasks=frozenset(args.force_task), keep_going=args.keep_going,
+                                allow_env_mismatch=args.allow_env_mismatch)
+    if args.dry_run:
+        print_decisions(reduction.dry_run(recipe_path(args.recipe), default_workdir(args), options))
+        return 0
+    result = reduction.run(recipe_path(args.recipe), default_workdir(args), options)
+    print(f"manifest: {result.manifest}")
+    print(result.summary)
     return 0

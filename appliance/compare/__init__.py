@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.compare.context import context_changes, flatten_params
+from appliance.compare.context import context_changes
 from appliance.compare.diffs import compare_catalogs, compare_files, compare_fits, ignore_keywords, tolerance_kind
 from appliance.compare.model import (
     APPEARED,
@@ -56,6 +56,7 @@ from appliance.compare.model import (
 from appliance.compare.render import render_junit, render_markdown, render_text
 from appliance.compare.roles import ordered_roles, product_roles, role_label
 from appliance.errors import UserError
+from appliance.graph import flatten_params
 from appliance.manifest import Manifest, ProductRecord, load_manifest, manifest_path
 from appliance.safety import inside, printable
 

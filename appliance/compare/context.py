@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 
 from appliance.compare.model import Change
+from appliance.graph import flatten_params
 from appliance.manifest import ImageRecord, Manifest
 
 def context_changes(base: Manifest, new: Manifest, pairs) -> list[Change]:
@@ -54,19 +55,6 @@ def _dict_changes(section: str, a: dict, b: dict, short: bool = False) -> list[C
         elif a[key] != b[key]:
             out.append(Change(section, f"{key} {fmt(a[key])} → {fmt(b[key])}"))
     return out
-
-
-def flatten_params(params: dict) -> dict[str, object]:
-    """A task's params as ``step.parameter`` → value (other keys as they are)."""
-    flat = {}
-    for key, value in (params or {}).items():
-        if key == "steps" and isinstance(value, dict):
-            for step, pars in value.items():
-                for name, v in (pars or {}).items():
-                    flat[f"{step}.{name}"] = v
-        else:
-            flat[key] = value
-    return flat
 
 
 def _parameter_changes(base: Manifest, new: Manifest) -> list[Change]:

@@ -63,7 +63,7 @@ NAME_PARAMETERS = {
 }
 
 
-def validate_steps(recipe: Recipe, workdir: Path | None = None) -> None:
+def validate_steps(recipe: Recipe, workdir: Path | None = None, *, specs: bool = True) -> None:
     """Check every ``<stage>.steps.<step>.<param>`` against the jwst step's spec and the appliance's policy.
 
     Imports ``jwst.pipeline`` (call it after the CRDS environment is set).
@@ -75,24 +75,29 @@ def validate_steps(recipe: Recipe, workdir: Path | None = None) -> None:
     it, and NaN is no number — and meets its range or options, and that a file
     it names exists inside the recipe's directory or ``workdir``.  Raises
     :class:`RecipeError` at the first problem.
+
+    ``specs=False`` checks the policy alone, without jwst: for a recipe whose
+    specs the same jwst already accepted (a re-run), the policy still holds
+    the files a step reads to the rules.
     """
     for stage in STAGES:
         steps = recipe.stages[stage].steps
         if not steps:
             continue
-        specs, classes = _pipeline_specs(stage)
+        step_specs, classes = _pipeline_specs(stage) if specs else ({}, {})
         for step, params in steps.items():
-            if step not in specs:
+            if specs and step not in step_specs:
                 raise recipe_error(recipe, (stage, "steps", step),
-                             "unknown step" + choices(step, specs, f"{stage} steps"))
+                                   "unknown step" + choices(step, step_specs, f"{stage} steps"))
             for param, value in params.items():
                 key = (stage, "steps", step, param)
-                if param not in specs[step]:
+                if specs and param not in step_specs[step]:
                     raise recipe_error(recipe, key, f"unknown parameter of {step}"
-                                 + choices(param, specs[step], "parameters", owner=classes[step]))
+                                       + choices(param, step_specs[step], "parameters", owner=classes[step]))
                 if param in REFUSED_STEP_PARAMETERS:
                     raise recipe_error(recipe, key, f"a recipe may not set {param}: it {REFUSED_STEP_PARAMETERS[param]}")
-                reason = _check_value(specs[step][param], value) or _check_policy(recipe, param, value, workdir)
+                reason = ((_check_value(step_specs[step][param], value) if specs else None)
+                          or _check_policy(recipe, param, value, workdir))
                 if reason:
                     raise recipe_error(recipe, key, reason)
 

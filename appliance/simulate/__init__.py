@@ -35,6 +35,16 @@ def build_crds_cache(cache_dir) -> Path:
     return build(Path(cache_dir))
 
 
+def code_digest() -> str:
+    """sha256 of the simulator's own code: what, with its parameters, decides every file it writes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def crds_environment(cache_dir) -> dict[str, str]:
     """CRDS_PATH, CRDS_MODE=local, CRDS_CONTEXT, an unreachable CRDS_SERVER_URL: set before importing jwst."""
     from .cache import environment

@@ -34,9 +34,10 @@ def build(cache_dir: Path) -> Path:
         _write_text(mapdir / name, text)
     # The stamp hashes the mappings and the code that makes the references: when it matches and
     # every file is there, the references are already what this code would write.
+    from . import code_digest
+
     digest = hashlib.sha256("".join(texts[k] for k in sorted(texts)).encode())
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.read_bytes())
+    digest.update(code_digest().encode())
     stamp = digest.hexdigest() + "\n"
     stamp_path = config / STAMP
     complete = stamp_path.exists() and stamp_path.read_text() == stamp and all((refdir / r.name).exists() for r in refs)

@@ -10,12 +10,17 @@ for its kind of ``[inputs]``:
   :class:`~appliance.sources.inputfile.InputFile` per file, so the manifest can
   say where every input came from;
 * ``restore(recipe, records, stage, targets)``: rebuild recorded inputs from
-  their origins, each checked against its recorded sha256 (``reproduce``).
+  their origins, each checked against its recorded sha256 (``reproduce``);
+* ``input_key(recipe)``: what determines its files, so that :func:`place`
+  reuses them when nothing changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -34,6 +39,80 @@ def materialise(recipe, workdir: Path):
     return source(recipe).materialise(recipe, workdir)
 
 
+def key_of(value) -> str:
+    """The sha256 of a JSON-able description (what a source's ``input_key`` returns)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def restore(recipe, records, stage: Path, targets: dict) -> list[str]:
     """Rebuild recorded inputs into ``stage``; where each now is (relative to ``stage``, or absolute in place)."""
     return source(recipe).restore(recipe, records, stage, targets)
+
+
+# --------------------------------------------------------------------------- the inputs step, recorded
+
+INPUTS_TASK = "inputs"
+
+
+@dataclass
+class Placed:
+    """The inputs in the workdir, as the run's first step left (or found) them."""
+
+    files: list[dict]  # path, size, sha256, origin, fetched_at, mtime_ns, content_digest
+    exposures: list  # graph.Exposure, from the files' headers
+    status: str  # "run" or "reused"
+    reason: str
+    seconds: float = 0.0
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """What later tasks' keys take of each input: its sha256."""
+        return {f["path"]: f["content_digest"] for f in self.files}
+
+
+def place(recipe, workdir: Path, *, force: bool = False) -> Placed:
+    """Put the inputs into the workdir, unless its record says they are already there, unchanged.
+
+    Each source's ``input_key(recipe)`` says what determines its files (the
+    simulator's parameters and code, the local files' size and time, the MAST
+    query); the record keeps the files' sha256 and the exposures read from
+    their headers, so a run that changes nothing touches no input, simulates
+    nothing and reads no FITS header.
+    """
+    import time
+    from dataclasses import asdict
+
+    from appliance import records
+    from appliance.files import file_sha256, utc_now
+    from appliance.graph import Exposure
+    from appliance.incremental import stale_output
+
+    key = source(recipe).input_key(recipe)
+    record = records.load(workdir, INPUTS_TASK)
+    if force:
+        reason = "forced"
+    elif record is None:
+        reason = "interrupted last time" if records.interrupted(workdir, INPUTS_TASK) else "new"
+    elif record.get("key") != key:
+        reason = "inputs changed"
+    else:
+        reason = stale_output(workdir, record["outputs"]) or ""
+    if not reason:
+        return Placed(record["outputs"], [Exposure(**e) for e in record.get("exposures", [])], "reused", "unchanged")
+    from appliance.plan import exposure_from_header
+
+    records.begin(workdir, INPUTS_TASK)
+    started, t0 = utc_now(), time.perf_counter()
+    files = []
+    for f in materialise(recipe, workdir):
+        sha = file_sha256(f.path)
+        st = f.path.stat()
+        files.append({"path": f.path.relative_to(workdir).as_posix(), "size": st.st_size, "sha256": sha,
+                      "content_digest": "sha256:" + sha, "mtime_ns": st.st_mtime_ns, "origin": f.origin,
+                      "fetched_at": f.fetched_at})
+    exposures = [exposure_from_header(Path(workdir) / f["path"]) for f in files if f["path"].endswith(".fits")]
+    seconds = time.perf_counter() - t0
+    records.finish(workdir, {"id": INPUTS_TASK, "kind": recipe.input_kind, "status": records.DONE, "key": key,
+                             "outputs": files, "exposures": [asdict(e) for e in exposures], "reason": reason,
+                             "started": started, "finished": utc_now(), "seconds": round(seconds, 3)})
+    return Placed(files, exposures, "run", reason, seconds)

@@ -28,6 +28,17 @@ def planned(recipe) -> list[Exposure]:
     return [exposure_from_header(f.path) for f in resolve_local_inputs(recipe)]
 
 
+def input_key(recipe) -> str:
+    """Each file's path, size and modification time (and its pinned sha256): a change copies it again."""
+    from appliance.sources import key_of
+
+    files = []
+    for f in resolve_local_inputs(recipe):
+        st = f.path.stat()
+        files.append([str(f.path), st.st_size, st.st_mtime_ns, f.sha256])
+    return key_of(files)
+
+
 def materialise(recipe, workdir: Path) -> list[InputFile]:
     placed = []
     for item in resolve_local_inputs(recipe):

@@ -117,6 +117,13 @@ def planned(recipe) -> None:
     return None
 
 
+def input_key(recipe, workdir: Path | None = None) -> str:
+    """The query: what MAST returns for it is what the fetch record and the files' sha256 then pin down."""
+    from appliance.sources import key_of
+
+    return key_of({"query": query_dict(recipe.mast)})
+
+
 def materialise(recipe, workdir: Path) -> list[InputFile]:
     """The recipe's MAST files in the workdir: those ``fetch`` left if they still verify, else downloaded."""
     workdir = Path(workdir)

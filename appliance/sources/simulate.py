@@ -28,6 +28,16 @@ def origin(recipe) -> str:
     return "simulate:" + json.dumps(dict(recipe.simulate), sort_keys=True, separators=(",", ":"))
 
 
+def input_key(recipe) -> str:
+    """The simulator's parameters and code, and numpy (whose generators draw the noise), decide the files."""
+    from importlib.metadata import version
+
+    from appliance.simulate import code_digest
+    from appliance.sources import key_of
+
+    return key_of({"origin": origin(recipe), "simulator": code_digest(), "numpy": version("numpy")})
+
+
 def planned(recipe) -> list[Exposure]:
     """The exposures the simulator will write, with their sizes, without making them."""
     from appliance.simulate import planned_exposures
