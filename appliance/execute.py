@@ -12,6 +12,7 @@ and marks those that do as blocked.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Callable
 
 from rich.console import Console
@@ -57,13 +58,32 @@ class SerialExecutor:
 
     def run(self, plan: Plan, perform: Callable[[Task, dict], Outcome], input_digests: dict, *,
             keep_going: bool = False) -> list[Outcome]:
-        """Every task's outcome, in order; without ``keep_going`` the first failure raises WorkFailed."""
+        """Every task's outcome, in order; without ``keep_going`` the first failure raises WorkFailed.
+
+        An outcome may come back pending (its outputs being digested elsewhere):
+        it is settled before any task that reads it is decided, and at the end.
+        """
         ordered = topological(plan.tasks)
         digests = dict(input_digests)
         outcomes: dict[str, Outcome] = {}
         start = time.perf_counter()
+
+        def settle(task_id: str) -> None:
+            outcome = outcomes[task_id]
+            if outcome.pending is None:
+                return
+            outcome = outcomes[task_id] = outcome.settle()
+            for out in outcome.outputs:
+                digests[out["path"]] = out["content_digest"]
+            if outcome.status == FAILED:
+                self.report(f"          {task_id}", outcome, time.perf_counter() - start)
+                if not keep_going:
+                    raise WorkFailed(failure_line(outcome))
+
         for n, task in enumerate(ordered, 1):
             label = f"[{n}/{len(ordered)}] {task.kind:<9} {task.subject}"
+            for dep in task.deps:
+                settle(dep)
             stopped = [d for d in task.deps if outcomes[d].status in (FAILED, BLOCKED)]
             if stopped:
                 outcome = Outcome(task, BLOCKED, f"waits for {stopped[0]}, which {outcomes[stopped[0]].status}")
@@ -76,13 +96,36 @@ class SerialExecutor:
             self.report(label, outcome, time.perf_counter() - start)
             if outcome.status == FAILED and not keep_going:
                 raise WorkFailed(failure_line(outcome))
-        return list(outcomes.values())
+        for task in ordered:
+            settle(task.id)
+        return [outcomes[t.id] for t in ordered]
 
     def report(self, label: str, outcome: Outcome, elapsed: float) -> None:
         timing = f"{outcome.seconds:6.1f} s" if outcome.status == RUN else " " * 8
         tail = "" if outcome.status == RUN and outcome.reason == "new" else f"   ({outcome.reason})"
         self.console.print(printable(f"{label}  {outcome.status:<7} {timing}   elapsed {elapsed:6.1f} s{tail}"),
                            soft_wrap=True, markup=False)
+
+
+@contextmanager
+def background_digests():
+    """A digester for :func:`appliance.runner.perform`: outputs digested in one other process.
+
+    Content digests parse every product (FITS headers, ASDF trees); in a second
+    process they overlap the next task instead of delaying it, which is most of
+    what the appliance adds to a plain jwst run.  The process starts with the
+    first digest and ends with the block.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from appliance.runner import digest_outputs
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield lambda workdir, task_id, paths: pool.submit(digest_outputs, workdir, task_id, paths)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def failure_line(outcome: Outcome) -> str:

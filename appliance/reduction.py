@@ -16,7 +16,7 @@ from pathlib import Path
 
 from appliance import crdsenv, manifest, records
 from appliance.errors import WorkFailed
-from appliance.execute import SerialExecutor, counts_line, failure_line, preview
+from appliance.execute import SerialExecutor, background_digests, counts_line, failure_line, preview
 from appliance.files import utc_now
 from appliance.graph import Task
 from appliance.incremental import Decision, environment_of
@@ -77,8 +77,9 @@ def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, conso
         context = _context(prepared, workdir, options, jwst_version)
         executor = SerialExecutor(console)
         executor.console.print(f"inputs    {placed.status}   ({placed.reason})", markup=False, highlight=False)
-        outcomes = executor.run(plan, lambda task, digests: perform(task, context, digests), placed.digests,
-                                keep_going=options.keep_going)
+        with background_digests() as digester:
+            outcomes = executor.run(plan, lambda task, digests: perform(task, context, digests, digester),
+                                    placed.digests, keep_going=options.keep_going)
         stopped = [o for o in outcomes if o.status in (FAILED, BLOCKED)]
         if stopped:
             failed = [o for o in outcomes if o.status == FAILED]

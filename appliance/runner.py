@@ -48,6 +48,11 @@ class Outcome:
     record: dict | None = None
     seconds: float = 0.0
     error: str = ""
+    pending: object = None  # a callable that writes the record once the digests are in: see settle()
+
+    def settle(self) -> "Outcome":
+        """This outcome with its record written (waiting for its outputs' digests if they are being computed)."""
+        return self.pending() if self.pending is not None else self
 
     @property
     def outputs(self) -> list[dict]:
@@ -64,18 +69,22 @@ def decision_for(task: Task, context: RunContext, input_digests: dict) -> tuple[
     return decision, parts, record
 
 
-def perform(task: Task, context: RunContext, input_digests: dict) -> Outcome:
-    """Reuse ``task`` if its record still holds, else run it and record it."""
+def perform(task: Task, context: RunContext, input_digests: dict, digester=None) -> Outcome:
+    """Reuse ``task`` if its record still holds, else run it and record it.
+
+    ``digester(workdir, task_id, paths)``, when given, returns a future of the
+    outputs' digests (:func:`digest_outputs` in another process): the outcome
+    is then *pending* until :meth:`Outcome.settle` writes the record, so the
+    next task can run while this one's outputs are digested.
+    """
     decision, parts, record = decision_for(task, context, input_digests)
     if not decision.run:
         return Outcome(task, REUSED, decision.reason, record)
-    return execute(task, context, parts, decision.reason)
+    return execute(task, context, parts, decision.reason, digester)
 
 
-def execute(task: Task, context: RunContext, parts: dict, reason: str) -> Outcome:
+def execute(task: Task, context: RunContext, parts: dict, reason: str, digester=None) -> Outcome:
     """Run the task under its marker; its record (done, or failed) is written whatever happens but a kill."""
-    from appliance.manifest import product_record
-
     workdir = context.workdir
     log = log_path(workdir, task.id)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -88,24 +97,46 @@ def execute(task: Task, context: RunContext, parts: dict, reason: str) -> Outcom
     try:
         run_task(task, workdir, log)
     except Exception as exc:  # the pipeline's own errors end the task as failed, and are recorded
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        seconds = time.perf_counter() - t0
-        record = records.finish(workdir, {**base, "status": records.FAILED, "error": first, "step": failing_step(log),
-                                          "outputs": [], "seconds": round(seconds, 3), "finished": utc_now()})
-        return Outcome(task, FAILED, reason, record, seconds, first)
+        return _failed(task, context, base, reason, exc, time.perf_counter() - t0, failing_step(log))
+    seconds = time.perf_counter() - t0
     after = written(workdir, task)
     paths = sorted({p for p, stamp in after.items() if before.get(p) != stamp}
                    | {p for p in task.outputs if (workdir / p).is_file()})
+
+    def settle(outputs_or_future) -> Outcome:
+        try:
+            outputs = outputs_or_future.result() if hasattr(outputs_or_future, "result") else outputs_or_future
+        except Exception as exc:  # a product whose content digest cannot be computed fails its task
+            return _failed(task, context, base, reason, exc, seconds, "")
+        names = {v.removeprefix("crds://") for p in outputs for v in p["crds_refs"].values()
+                 if v.startswith("crds://")}
+        record = records.finish(workdir, {**base, "status": records.DONE, "outputs": outputs,
+                                          "references": reference_states(context.cache, names),
+                                          "seconds": round(seconds, 3), "finished": utc_now()})
+        return Outcome(task, RUN, reason, record, seconds)
+
+    if digester is None:
+        return settle(digest_outputs(workdir, task.id, paths))
+    future = digester(workdir, task.id, paths)
+    return Outcome(task, RUN, reason, None, seconds, pending=lambda: settle(future))
+
+
+def _failed(task, context, base, reason, exc, seconds, step) -> Outcome:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    record = records.finish(context.workdir, {**base, "status": records.FAILED, "error": first, "step": step,
+                                              "outputs": [], "seconds": round(seconds, 3), "finished": utc_now()})
+    return Outcome(task, FAILED, reason, record, seconds, first)
+
+
+def digest_outputs(workdir: Path, task_id: str, paths: list[str]) -> list[dict]:
+    """Each output's product record (size, sha256, content digest, CRDS references, statuses) and mtime."""
+    from appliance.manifest import product_record
+
     outputs = []
     for rel in paths:
-        product = product_record(workdir / rel, workdir, task.id)
-        outputs.append({**product, "mtime_ns": os.stat(workdir / rel).st_mtime_ns})
-    names = {v.removeprefix("crds://") for p in outputs for v in p["crds_refs"].values() if v.startswith("crds://")}
-    seconds = time.perf_counter() - t0
-    record = records.finish(workdir, {**base, "status": records.DONE, "outputs": outputs,
-                                      "references": reference_states(context.cache, names),
-                                      "seconds": round(seconds, 3), "finished": utc_now()})
-    return Outcome(task, RUN, reason, record, seconds)
+        product = product_record(Path(workdir) / rel, Path(workdir), task_id)
+        outputs.append({**product, "mtime_ns": os.stat(Path(workdir) / rel).st_mtime_ns})
+    return outputs
 
 
 def run_task(task: Task, workdir: Path, log: Path) -> None:
