@@ -20,7 +20,7 @@ setup() {
     "$VENV/bin/pip" install -q --require-hashes --no-deps -r "$LOCK"
     "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . 2>/dev/null \
       || "$VENV/bin/pip" install -q --no-deps -e .
-    "$VENV/bin/pip" install -q "pytest>=8.0"
+    "$VENV/bin/pip" install -q "pytest>=8.0" "moto[server]>=5.0"  # test tools, not part of the image
   else
     "$VENV/bin/pip" install -q -e ".[test]"
   fi

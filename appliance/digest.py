@@ -33,7 +33,9 @@ Canonicalised kinds (everything else is the sha256 of the file's bytes):
 
 * ``.fits`` (and ``.fit``/``.fts``): see :func:`fits_digest`;
 * ``.asdf``: the tree minus the volatile entries, plus every binary block;
-* ``.ecsv``: the text with the value of volatile metadata entries blanked.
+* ``.ecsv``: the text with the value of volatile metadata entries blanked;
+* ``.html``: the page with the regions that describe its environment blanked
+  (the report's package versions and container image).
 
 ``.json`` association files, PNG previews, logs, ``.fits.gz`` and anything
 else are hashed as bytes, so for them ``content_digest == "sha256:" + sha256``.
@@ -57,6 +59,7 @@ __all__ = [
     "VOLATILE_ASDF_HDU_CARDS",
     "VOLATILE_ASDF_PATHS",
     "VOLATILE_ECSV_META",
+    "VOLATILE_HTML_REGIONS",
     "VOLATILE_HDU_CARDS",
     "VOLATILE_PRIMARY_CARDS",
     "VOLATILE_TABLE_COLUMNS",
@@ -68,6 +71,7 @@ __all__ = [
     "describe",
     "ecsv_digest",
     "fits_digest",
+    "html_digest",
 ]
 
 # --------------------------------------------------------------------------
@@ -76,7 +80,7 @@ __all__ = [
 
 #: Version of the canonical serialisation; part of every canonical digest, so
 #: a change to the rules below (bump it) can never collide with old digests.
-DIGEST_FORMAT = "jwst-appliance-content-digest/1"
+DIGEST_FORMAT = "jwst-appliance-content-digest/2"
 
 #: Primary-header cards that change on every write.  ``DATE`` is the UTC time
 #: the file was written (stdatamodels stamps it on ``save()``).
@@ -127,9 +131,18 @@ VOLATILE_ECSV_META = frozenset({"date", "version"})
 
 VOLATILE_PLACEHOLDER = "<volatile>"
 
+#: Regions of an HTML report that describe the environment it was written in
+#: (the appliance's ``report``: interpreter, platform, package versions,
+#: container image), between ``<!-- appliance:NAME -->`` and
+#: ``<!-- /appliance:NAME -->``.  A host run and a container run of the same
+#: recipe write the same report but for them, as FITS products differ only in
+#: their write dates; each region's text is replaced by ``VOLATILE_PLACEHOLDER``.
+VOLATILE_HTML_REGIONS = frozenset({"environment"})
+
 FITS_SUFFIXES = frozenset({".fits", ".fit", ".fts"})
 ASDF_SUFFIXES = frozenset({".asdf"})
 ECSV_SUFFIXES = frozenset({".ecsv"})
+HTML_SUFFIXES = frozenset({".html"})
 
 _CHUNK = 1 << 20
 _BLOCK_MAGIC = b"\xd3BLK"
@@ -143,7 +156,7 @@ _STREAMED = 0x1
 
 
 def canonical_kind(path: str | Path) -> str | None:
-    """``"fits"``, ``"asdf"`` or ``"ecsv"`` for the kinds that are canonicalised, else None."""
+    """``"fits"``, ``"asdf"``, ``"ecsv"`` or ``"html"`` for the kinds that are canonicalised, else None."""
     suffix = Path(path).suffix.lower()
     if suffix in FITS_SUFFIXES:
         return "fits"
@@ -151,6 +164,8 @@ def canonical_kind(path: str | Path) -> str | None:
         return "asdf"
     if suffix in ECSV_SUFFIXES:
         return "ecsv"
+    if suffix in HTML_SUFFIXES:
+        return "html"
     return None
 
 
@@ -169,6 +184,8 @@ def content_digest(path: str | Path) -> str:
             return asdf_digest(path)
         if kind == "ecsv":
             return ecsv_digest(path)
+        if kind == "html":
+            return html_digest(path)
         return bytes_digest(path)
     except FileNotFoundError:
         raise
@@ -182,7 +199,7 @@ def describe() -> dict:
     """The digest rules as data, recorded in every manifest (``content_digest``)."""
     return {
         "format": DIGEST_FORMAT,
-        "canonical_suffixes": sorted(FITS_SUFFIXES | ASDF_SUFFIXES | ECSV_SUFFIXES),
+        "canonical_suffixes": sorted(FITS_SUFFIXES | ASDF_SUFFIXES | ECSV_SUFFIXES | HTML_SUFFIXES),
         "volatile_primary_cards": sorted(VOLATILE_PRIMARY_CARDS),
         "volatile_asdf_hdu_cards": sorted(VOLATILE_ASDF_HDU_CARDS),
         "volatile_hdu_cards": sorted(VOLATILE_HDU_CARDS),
@@ -190,6 +207,7 @@ def describe() -> dict:
         "unordered_asdf_paths": sorted(".".join(p) for p in UNORDERED_ASDF_PATHS),
         "volatile_table_columns": {k: sorted(v) for k, v in sorted(VOLATILE_TABLE_COLUMNS.items())},
         "volatile_ecsv_meta": sorted(VOLATILE_ECSV_META),
+        "volatile_html_regions": sorted(VOLATILE_HTML_REGIONS),
     }
 
 
@@ -555,6 +573,19 @@ def ecsv_digest(path: str | Path) -> str:
         _item(h, "header", canonical_header)
         h.update(b"body\n")
         _copy(f, h, None)
+    return "sha256:" + h.hexdigest()
+
+
+def html_digest(path: str | Path) -> str:
+    """Canonical digest of an HTML page: its bytes, each :data:`VOLATILE_HTML_REGIONS` region's text blanked."""
+    text = Path(path).read_bytes()
+    for name in sorted(VOLATILE_HTML_REGIONS):
+        start, end = f"<!-- appliance:{name} -->".encode(), f"<!-- /appliance:{name} -->".encode()
+        text = re.sub(re.escape(start) + rb".*?" + re.escape(end),
+                      start + VOLATILE_PLACEHOLDER.encode() + end, text, flags=re.S)
+    h = hashlib.sha256()
+    h.update(f"{DIGEST_FORMAT} html\n".encode())
+    _item(h, "page", text)
     return "sha256:" + h.hexdigest()
 
 

@@ -1,25 +1,27 @@
-"""Executors walk a plan's task graph; today a serial one, in this process.
+"""The executor: one ready-queue walk of a plan's task graph, whatever runs the tasks.
 
-An executor knows nothing about jwst: it orders the tasks by their
-dependencies and hands each one, with the content digests of what its
-upstream tasks wrote, to a ``perform`` function (:func:`appliance.runner.perform`),
-which decides run or reuse and records the task.  It shows progress, and stops
-at the first failure with one line naming the task and its log -- or, with
-``keep_going``, goes on with every task that does not depend on a failed one
-and marks those that do as blocked.
+It knows nothing about jwst: it hands each task whose dependencies are done,
+with the content digests of what its upstream tasks wrote, to a backend
+(:mod:`appliance.backends`: this process, a process pool, Dask), where
+:func:`appliance.runner.perform` decides run or reuse and records the task.
+Progress goes through :mod:`appliance.progress`.  It stops at the first
+failure with one line naming the task and its log -- or, with ``keep_going``,
+goes on with every task that does not depend on a failed one and marks those
+that do as blocked.
 """
 
 from __future__ import annotations
 
-import time
+import heapq
+from concurrent.futures import FIRST_COMPLETED, wait
 from contextlib import contextmanager
 from typing import Callable
 
-from rich.console import Console
 
-from appliance.errors import WorkFailed
+from appliance.errors import WorkFailed, short_reason
 from appliance.graph import Plan, Task
 from appliance.incremental import PENDING, Decision
+from appliance.progress import Progress
 from appliance.runner import BLOCKED, FAILED, REUSED, RUN, Outcome
 from appliance.safety import printable
 
@@ -50,61 +52,98 @@ def counts_line(outcomes: list[Outcome]) -> str:
     return text
 
 
-class SerialExecutor:
-    """Run the tasks one after another in this process."""
+class Executor:
+    """The one ready-queue walk: tasks go to the backend as their dependencies finish, at most one per worker.
 
-    def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True, highlight=False)
+    ``backend`` is where tasks run (:mod:`appliance.backends`: in process, a
+    process pool, Dask); ``progress`` how it is shown.  Ready tasks start in
+    plan order.  An outcome may come back pending (the in-process backend
+    digests outputs in a second process): it is settled before any task that
+    reads it starts, and at the end.
+    """
 
-    def run(self, plan: Plan, perform: Callable[[Task, dict], Outcome], input_digests: dict, *,
-            keep_going: bool = False) -> list[Outcome]:
-        """Every task's outcome, in order; without ``keep_going`` the first failure raises WorkFailed.
+    def __init__(self, backend, progress: Progress | None = None, decide=None):
+        self.backend = backend
+        self.progress = progress or Progress()
+        #: ``decide(task, digests) -> Outcome | None``: a reuse decided here, so nothing is sent to a worker
+        #: (and no worker is started) for a task whose record still holds.
+        self.decide = decide
 
-        An outcome may come back pending (its outputs being digested elsewhere):
-        it is settled before any task that reads it is decided, and at the end.
-        """
+    def run(self, plan: Plan, context, input_digests: dict, *, keep_going: bool = False) -> list[Outcome]:
+        """Every task's outcome, in plan order; without ``keep_going`` the first failure raises WorkFailed
+        (once the tasks already running have finished and recorded themselves)."""
         ordered = topological(plan.tasks)
+        order = {t.id: n for n, t in enumerate(ordered)}
+        children: dict[str, list[Task]] = {t.id: [] for t in ordered}
+        for t in ordered:
+            for d in t.deps:
+                children[d].append(t)
         digests = dict(input_digests)
         outcomes: dict[str, Outcome] = {}
-        start = time.perf_counter()
+        ready = [(order[t.id], t) for t in ordered if not t.deps]
+        heapq.heapify(ready)
+        running: dict = {}
+        failure: Outcome | None = None
+        self.progress.begin(ordered, context.workdir, self.backend.name, self.backend.workers)
 
         def settle(task_id: str) -> None:
+            nonlocal failure
             outcome = outcomes[task_id]
-            if outcome.pending is None:
-                return
-            outcome = outcomes[task_id] = outcome.settle()
-            for out in outcome.outputs:
-                digests[out["path"]] = out["content_digest"]
-            if outcome.status == FAILED:
-                self.report(f"          {task_id}", outcome, time.perf_counter() - start)
-                if not keep_going:
-                    raise WorkFailed(failure_line(outcome))
+            if outcome.pending is not None:
+                outcome = outcomes[task_id] = outcome.settle()
+                digests.update({out["path"]: out["content_digest"] for out in outcome.outputs})
+                if outcome.status == FAILED:
+                    self.progress.finished(outcome)
+                    failure = failure or outcome
 
-        for n, task in enumerate(ordered, 1):
-            label = f"[{n}/{len(ordered)}] {task.kind:<9} {task.subject}"
-            for dep in task.deps:
-                settle(dep)
-            stopped = [d for d in task.deps if outcomes[d].status in (FAILED, BLOCKED)]
-            if stopped:
-                outcome = Outcome(task, BLOCKED, f"waits for {stopped[0]}, which {outcomes[stopped[0]].status}")
-            else:
-                with self.console.status(printable(label)):
-                    outcome = perform(task, digests)
+        def finish(task: Task, outcome: Outcome) -> None:
+            nonlocal failure
             outcomes[task.id] = outcome
-            for out in outcome.outputs:
-                digests[out["path"]] = out["content_digest"]
-            self.report(label, outcome, time.perf_counter() - start)
-            if outcome.status == FAILED and not keep_going:
-                raise WorkFailed(failure_line(outcome))
-        for task in ordered:
-            settle(task.id)
-        return [outcomes[t.id] for t in ordered]
+            digests.update({out["path"]: out["content_digest"] for out in outcome.outputs})
+            self.progress.finished(outcome)
+            if outcome.status == FAILED:
+                failure = failure or outcome
+            for child in children[task.id]:
+                if all(d in outcomes for d in child.deps):
+                    heapq.heappush(ready, (order[child.id], child))
 
-    def report(self, label: str, outcome: Outcome, elapsed: float) -> None:
-        timing = f"{outcome.seconds:6.1f} s" if outcome.status == RUN else " " * 8
-        tail = "" if outcome.status == RUN and outcome.reason == "new" else f"   ({outcome.reason})"
-        self.console.print(printable(f"{label}  {outcome.status:<7} {timing}   elapsed {elapsed:6.1f} s{tail}"),
-                           soft_wrap=True, markup=False)
+        try:
+            while len(outcomes) < len(ordered):
+                while ready and len(running) < self.backend.workers and (keep_going or failure is None):
+                    _, task = heapq.heappop(ready)
+                    for dep in task.deps:
+                        settle(dep)
+                    stopped = [d for d in task.deps if outcomes[d].status in (FAILED, BLOCKED)]
+                    if stopped:
+                        finish(task, Outcome(task, BLOCKED, f"waits for {stopped[0]}, which {outcomes[stopped[0]].status}"))
+                        continue
+                    reused = self.decide(task, digests) if self.decide is not None else None
+                    if reused is not None:
+                        finish(task, reused)
+                        continue
+                    self.progress.started(task)
+                    running[self.backend.submit(task, context, dict(digests))] = task
+                if not running:
+                    if failure is not None and not keep_going:
+                        break
+                    continue
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    task = running.pop(future)
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # noqa: BLE001 - the worker died (killed, out of memory) or vanished
+                        outcome = Outcome(task, FAILED, "its worker failed",
+                                          error=f"its worker failed: {type(exc).__name__}: {short_reason(exc, 200)}")
+                    finish(task, outcome)
+            for task in ordered:
+                if task.id in outcomes:
+                    settle(task.id)
+        finally:
+            self.progress.end()
+        if failure is not None and not keep_going:
+            raise WorkFailed(failure_line(failure))
+        return [outcomes[t.id] for t in ordered if t.id in outcomes]
 
 
 @contextmanager

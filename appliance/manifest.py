@@ -224,7 +224,7 @@ def build_manifest(
 
 
 def assemble(prepared, plan, placed, outcomes, *, jwst_version: str, crds_fetch: dict | None, started: str,
-             finished: str) -> dict:
+             finished: str, execution: dict | None = None) -> dict:
     """The manifest of a finished run, assembled from the records alone (no product is read again).
 
     ``prepared`` is the :class:`~appliance.session.Prepared` recipe,
@@ -249,7 +249,8 @@ def assemble(prepared, plan, placed, outcomes, *, jwst_version: str, crds_fetch:
                       "reason": outcome.reason, "seconds": record.get("seconds", 0.0),
                       "outputs": [o["path"] for o in outputs], "key": record.get("key"),
                       "inputs": list(outcome.task.inputs), "params": outcome.task.params,
-                      "worker": record.get("worker"), "log": record.get("log")})
+                      "worker": record.get("worker"), "log": record.get("log"),
+                      **({"maximum_cores": record["maximum_cores"]} if record.get("maximum_cores") else {})})
     environment = capture_environment(crds_context=settings.context, crds_path=settings.path,
                                       crds_mode=settings.mode, use_step_pars=settings.use_step_pars,
                                       env_mismatches=list(prepared.mismatches))
@@ -261,7 +262,8 @@ def assemble(prepared, plan, placed, outcomes, *, jwst_version: str, crds_fetch:
         recipe_text=recipe.text, recipe_path=str(recipe.path), environment=environment, inputs=input_records,
         products=products, tasks=tasks, started=started, finished=finished,
         extra={"plan": {"stages": list(plan.stages), "exposures": [e.name for e in plan.exposures]},
-               "run_digest": run_digest(recipe.sha256, input_records, products)},
+               "run_digest": run_digest(recipe.sha256, input_records, products),
+               "execution": execution or {}},
     )
 
 

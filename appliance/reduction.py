@@ -14,14 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance import crdsenv, manifest, records
+from appliance import backends, crdsenv, manifest, records
 from appliance.errors import WorkFailed
-from appliance.execute import SerialExecutor, background_digests, counts_line, failure_line, preview
+from appliance.execute import Executor, counts_line, failure_line, preview
 from appliance.files import utc_now
 from appliance.graph import Task
 from appliance.incremental import Decision, environment_of
 from appliance.plan import build_plan
-from appliance.runner import BLOCKED, FAILED, Outcome, RunContext, decision_for, perform
+from appliance.progress import Progress
+from appliance.resources import core_share, unknown_plan_estimate, worker_budget
+from appliance.runner import BLOCKED, FAILED, Outcome, RunContext, decision_for, reused
 from appliance.session import Prepared, expected_environment, planned_exposures, prepare, prepare_cache, priced
 from appliance.sources import place
 from appliance.workdir import MANIFEST_NAME, SUMS_NAME, check_workdir, load_fetch_record, locked
@@ -35,6 +37,10 @@ class Options:
     force_tasks: frozenset[str] = frozenset()  # run these tasks
     keep_going: bool = False  # after a failure, run every task that does not depend on it
     allow_env_mismatch: bool = False
+    executor: str = "serial"  # serial | process | dask (appliance/backends.py)
+    jobs: int | None = None  # workers; default: what fits the cores and the memory (resources.worker_budget)
+    dask_scheduler: str | None = None  # tcp://HOST:PORT of an existing Dask cluster
+    dask_cluster: str | None = None  # "slurm", or a TOML file of a SLURM cluster for dask-jobqueue
 
 
 @dataclass
@@ -53,11 +59,28 @@ def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, conso
     prepared = prepare(recipe_path, workdir, allow_env_mismatch=options.allow_env_mismatch)
     recipe, settings = prepared.recipe, prepared.settings
     known = planned_exposures(recipe)
+    jobs = options.jobs or 1
     if known is not None:  # an unknown --force-task, a plan too big for this machine: before any write
         planned = build_plan(recipe, known)
         _check_forced(planned, options)
-        priced(recipe, planned, workdir)
+        cost = priced(recipe, planned, workdir)
+        jobs = options.jobs or worker_budget(cost)[0]
+    elif not options.jobs:
+        jobs = worker_budget(unknown_plan_estimate())[0]
+    if options.executor == "serial":
+        jobs = 1
+    progress = Progress(console)
+    # an unreachable --dask-scheduler, a bad cluster file: one line before anything is written
+    backend = backends.start(options.executor, jobs, settings.as_env(), scheduler=options.dask_scheduler,
+                             cluster=options.dask_cluster, announce=progress.line)
+    try:
+        return _run(prepared, workdir, options, known, backend, progress)
+    finally:
+        backend.close()
 
+
+def _run(prepared: Prepared, workdir: Path, options: Options, known, backend, progress: Progress) -> Result:
+    recipe, settings = prepared.recipe, prepared.settings
     workdir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
     with locked(workdir, "run"):
@@ -74,21 +97,20 @@ def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, conso
         _check_forced(plan, options)
         if known is None:  # MAST inputs: sized only once they are here
             priced(recipe, plan, workdir)
-        context = _context(prepared, workdir, options, jwst_version)
-        executor = SerialExecutor(console)
-        executor.console.print(f"inputs    {placed.status}   ({placed.reason})", markup=False, highlight=False)
-        with background_digests() as digester:
-            outcomes = executor.run(plan, lambda task, digests: perform(task, context, digests, digester),
-                                    placed.digests, keep_going=options.keep_going)
+        context = _context(prepared, workdir, options, jwst_version, core_share(None, backend.workers))
+        progress.line(f"inputs    {placed.status}   ({placed.reason})")
+        executor = Executor(backend, progress, decide=lambda task, digests: reused(task, context, digests))
+        outcomes = executor.run(plan, context, placed.digests, keep_going=options.keep_going)
         stopped = [o for o in outcomes if o.status in (FAILED, BLOCKED)]
         if stopped:
             failed = [o for o in outcomes if o.status == FAILED]
             raise WorkFailed(f"{counts_line(outcomes)}; {failure_line(failed[0])}"
                              + (f" (and {len(failed) - 1} more failed)" if len(failed) > 1 else "")
                              + "; run again to resume from here")
+        execution = {"executor": backend.name, "workers": backend.workers, "maximum_cores": context.maximum_cores}
         built = manifest.assemble(prepared, plan, placed, outcomes, jwst_version=jwst_version,
                                   crds_fetch=(load_fetch_record(workdir) or {}).get("crds"),
-                                  started=started, finished=utc_now())
+                                  started=started, finished=utc_now(), execution=execution)
         return Result(manifest.write_manifest(workdir, built), outcomes)
 
 
@@ -124,9 +146,10 @@ def dry_run(recipe_path: Path, workdir: Path, options: Options = Options()) -> l
     return preview(plan, lambda task, d: decision_for(task, context, d)[0], reused_outputs, digests)
 
 
-def _context(prepared: Prepared, workdir: Path, options: Options, jwst_version: str) -> RunContext:
+def _context(prepared: Prepared, workdir: Path, options: Options, jwst_version: str,
+             maximum_cores: str = "1") -> RunContext:
     return RunContext(workdir, Path(prepared.settings.path), environment_of(jwst_version, prepared.settings),
-                      options.force, options.force_tasks)
+                      options.force, options.force_tasks, maximum_cores)
 
 
 def _check_forced(plan, options: Options) -> None:

@@ -14,7 +14,7 @@ import glob
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from appliance import records
@@ -36,6 +36,7 @@ class RunContext:
     environment: dict  # incremental.environment_of(...): part of every key
     force: bool = False
     force_tasks: frozenset[str] = frozenset()
+    maximum_cores: str = "1"  # jump's and ramp_fit's share of the worker's cores, unless the recipe sets it
 
 
 @dataclass
@@ -69,6 +70,12 @@ def decision_for(task: Task, context: RunContext, input_digests: dict) -> tuple[
     return decision, parts, record
 
 
+def reused(task: Task, context: RunContext, input_digests: dict) -> Outcome | None:
+    """The task's outcome when its record still holds (decided where the run is scheduled), else None."""
+    decision, _, record = decision_for(task, context, input_digests)
+    return None if decision.run else Outcome(task, REUSED, decision.reason, record)
+
+
 def perform(task: Task, context: RunContext, input_digests: dict, digester=None) -> Outcome:
     """Reuse ``task`` if its record still holds, else run it and record it.
 
@@ -94,8 +101,11 @@ def execute(task: Task, context: RunContext, parts: dict, reason: str, digester=
     base = {"id": task.id, "kind": task.kind, "key": key_of(parts), "key_parts": parts, "params": task.params,
             "inputs": list(task.inputs), "log": log.relative_to(workdir).as_posix(), "started": started,
             "worker": records.worker(), "reason": reason}
+    running, cores = with_cores(task, context.maximum_cores)
+    if cores:
+        base["maximum_cores"] = cores
     try:
-        run_task(task, workdir, log)
+        run_task(running, workdir, log)
     except Exception as exc:  # the pipeline's own errors end the task as failed, and are recorded
         return _failed(task, context, base, reason, exc, time.perf_counter() - t0, failing_step(log))
     seconds = time.perf_counter() - t0
@@ -119,6 +129,26 @@ def execute(task: Task, context: RunContext, parts: dict, reason: str, digester=
         return settle(digest_outputs(workdir, task.id, paths))
     future = digester(workdir, task.id, paths)
     return Outcome(task, RUN, reason, None, seconds, pending=lambda: settle(future))
+
+
+#: The steps whose ``maximum_cores`` spreads their work over processes.
+MULTICORE_STEPS = ("jump", "ramp_fit")
+
+
+def with_cores(task: Task, share: str) -> tuple[Task, dict[str, str]]:
+    """The task as it runs: ``maximum_cores`` of jump and ramp_fit set to the worker's share of cores where the
+    recipe does not set it, so parallel workers never oversubscribe; and the effective value per step.
+
+    Not part of the task's key: the products do not depend on it (``docs/scaling.md``).
+    """
+    if task.kind != "detector1":
+        return task, {}
+    steps = {name: dict(params) for name, params in task.params.get("steps", {}).items()}
+    effective = {}
+    for step in MULTICORE_STEPS:
+        steps.setdefault(step, {}).setdefault("maximum_cores", share)
+        effective[step] = str(steps[step]["maximum_cores"])
+    return replace(task, params={**task.params, "steps": steps}), effective
 
 
 def _failed(task, context, base, reason, exc, seconds, step) -> Outcome:

@@ -26,7 +26,7 @@ LAYERS = {
         "appliance.postprocess.background", "appliance.postprocess.catalog", "appliance.postprocess.preview",
         "appliance.postprocess.astrometry", "appliance.postprocess.report", "appliance.stages", "appliance.runner",
         "appliance.execute", "appliance.sources.*", "appliance.prefetch", "appliance.engine", "appliance.image",
-        "appliance.launch", "appliance.compare.*"],
+        "appliance.launch", "appliance.compare.*", "appliance.backends", "appliance.progress"],
     4: ["appliance.session"],
     5: ["appliance.reduction", "appliance.fetch", "appliance.export", "appliance.reproduce"],
     6: ["appliance.commands.*", "appliance.cli"],

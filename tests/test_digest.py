@@ -630,3 +630,13 @@ def test_measured_volatile_items(tmp_path):
     changed = [x for x, y in zip(lines_a, lines_b) if x != y]
     assert len(lines_a) == len(lines_b) and len(changed) == 1, changed
     assert any(f"{key}:" in changed[0] for key in VOLATILE_ECSV_META), changed
+
+
+def test_html_digest_leaves_out_the_environment_region_only(tmp_path):
+    a, b, c = tmp_path / "a.html", tmp_path / "b.html", tmp_path / "c.html"
+    a.write_text("<p>mosaic</p><!-- appliance:environment --><td>Python 3.11.7</td><!-- /appliance:environment -->")
+    b.write_text("<p>mosaic</p><!-- appliance:environment --><td>Python 3.11.2</td><!-- /appliance:environment -->")
+    c.write_text("<p>Mosaic</p><!-- appliance:environment --><td>Python 3.11.7</td><!-- /appliance:environment -->")
+    assert digest.canonical_kind(a) == "html"
+    assert digest.content_digest(a) == digest.content_digest(b) != digest.content_digest(c)
+    assert "environment" in digest.describe()["volatile_html_regions"]

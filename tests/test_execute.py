@@ -4,9 +4,13 @@ import pytest
 from rich.console import Console
 
 from appliance.errors import WorkFailed
-from appliance.execute import SerialExecutor, counts_line, preview, topological
+from concurrent.futures import Future
+from pathlib import Path
+
+from appliance.execute import Executor, counts_line, preview, topological
 from appliance.graph import Plan, Task
 from appliance.incremental import PENDING, Decision
+from appliance.progress import Progress
 from appliance.runner import BLOCKED, FAILED, REUSED, RUN, Outcome
 
 
@@ -24,8 +28,32 @@ def test_cycle_is_detected():
         topological((task("a:1", ["b:1"]), task("b:1", ["a:1"])))
 
 
+class Here:
+    """A backend that runs ``perform(task, digests)`` at once, as the in-process one does."""
+
+    name, workers, dashboard = "serial", 1, None
+
+    def __init__(self, perform):
+        self.perform = perform
+
+    def submit(self, task, context, digests):
+        future = Future()
+        future.set_result(self.perform(task, digests))
+        return future
+
+
+class Context:
+    workdir = Path(".")
+
+
+class Walk:
+    def run(self, plan, perform, digests, keep_going=False):
+        executor = Executor(Here(perform), Progress(Console(quiet=True), live=False))
+        return executor.run(plan, Context(), digests, keep_going=keep_going)
+
+
 def quiet():
-    return SerialExecutor(Console(quiet=True))
+    return Walk()
 
 
 def test_each_task_gets_the_digests_of_what_its_upstream_tasks_wrote():

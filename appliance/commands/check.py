@@ -51,6 +51,9 @@ def cmd_check(args) -> int:
         say(f"  {e.filter:<7} {e.name}_{e.kind}.fits")
     print_steps(recipe, plan.stages)
     say(f"estimate {cost.describe()}")
+    from appliance.resources import worker_budget
+
+    say(f"workers  {worker_budget(cost)[1]} (the default --jobs of --executor process or dask)")
     say(f"tasks ({len(plan.tasks)}):")
     for t in plan.tasks:
         say(f"  {t.id:<48} {' '.join(t.inputs)[:60]} → {' '.join(t.outputs)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.commands import default_workdir, recipe_path
+from appliance.commands import default_workdir, positive, recipe_path
 
 
 def add_parser(sub) -> None:
@@ -23,6 +23,14 @@ def add_parser(sub) -> None:
                    help="run this task again (e.g. image3:F770W); repeatable")
     p.add_argument("--keep-going", action="store_true",
                    help="after a task fails, still run every task that does not depend on it (exit 1 at the end)")
+    p.add_argument("--executor", choices=("serial", "process", "dask"), default="serial",
+                   help="where tasks run: this process, a local process pool, or Dask workers (docs/scaling.md)")
+    p.add_argument("--jobs", type=positive, default=None, metavar="N",
+                   help="workers (process, dask); default: what the cores and the memory hold (run.py check says)")
+    p.add_argument("--dask-scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="with --executor dask: an existing Dask cluster (default: a local one)")
+    p.add_argument("--dask-cluster", default=None, metavar="slurm|FILE",
+                   help="with --executor dask: start workers as SLURM jobs (dask-jobqueue); FILE: a TOML [slurm] table")
     p.set_defaults(func=cmd_run)
 
 
@@ -30,8 +38,13 @@ def cmd_run(args) -> int:
     from appliance import reduction
     from appliance.execute import print_decisions
 
+    if (args.dask_scheduler or args.dask_cluster) and args.executor != "dask":
+        from appliance.errors import UserError
+
+        raise UserError("--dask-scheduler/--dask-cluster: only with --executor dask")
     options = reduction.Options(force=args.force, force_tasks=frozenset(args.force_task), keep_going=args.keep_going,
-                                allow_env_mismatch=args.allow_env_mismatch)
+                                allow_env_mismatch=args.allow_env_mismatch, executor=args.executor, jobs=args.jobs,
+                                dask_scheduler=args.dask_scheduler, dask_cluster=args.dask_cluster)
     if args.dry_run:
         print_decisions(reduction.dry_run(recipe_path(args.recipe), default_workdir(args), options))
         return 0

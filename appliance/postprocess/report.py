@@ -140,7 +140,10 @@ def _environment(workdir: Path) -> str:
                  "not used" if os.environ.get("STPIPE_DISABLE_CRDS_STEPPARS", "").lower() in ("true", "1") else "used"))
     image = read_image_info()
     rows.append(("container image", (image.get("digest") or image.get("id") or "appliance image") if image else "none (not in a container)"))
-    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    table = "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    # the content digest leaves this region out (appliance.digest.VOLATILE_HTML_REGIONS): it describes where the
+    # page was written, not what the reduction made
+    return f"<!-- appliance:environment -->{table}<!-- /appliance:environment -->"
 
 
 def _header_context(workdir: Path) -> str | None:

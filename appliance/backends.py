@@ -1,0 +1,229 @@
+"""Where tasks run: in this process, in a local process pool, or on Dask workers (a local cluster, a scheduler
+address, or SLURM through dask-jobqueue).
+
+Every backend takes the same call -- :func:`appliance.runner.perform` on one
+task -- and returns a :class:`concurrent.futures.Future` of its outcome, so
+the one ready-queue walk of :mod:`appliance.execute` drives them all.  Each
+worker writes its task's outputs and completion record itself into the shared
+workdir; the client only schedules.  Workers receive the run's CRDS settings
+as environment variables before they import jwst.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from appliance.errors import UserError, short_reason
+
+EXECUTORS = ("serial", "process", "dask")
+
+
+def apply_environment(env: dict[str, str]) -> None:
+    """In a worker: the run's CRDS settings (and whatever else the client passes) before jwst is imported."""
+    os.environ.update(env)
+    if "STPIPE_DISABLE_CRDS_STEPPARS" not in env:
+        os.environ.pop("STPIPE_DISABLE_CRDS_STEPPARS", None)
+
+
+def perform_in_worker(env: dict[str, str], task, context, digests):
+    """What a Dask worker runs: the environment first, then the task (records written by the worker)."""
+    from appliance.runner import perform
+
+    apply_environment(env)
+    return perform(task, context, digests)
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+class InProcess:
+    """One task at a time, here; each task's outputs are digested in a second process meanwhile."""
+
+    name = "serial"
+
+    def __init__(self):
+        from appliance.execute import background_digests
+
+        self.workers = 1
+        self.dashboard = None
+        self._digests = background_digests()
+        self._digester = None
+
+    def submit(self, task, context, digests) -> Future:
+        from appliance.runner import perform
+
+        if self._digester is None:
+            self._digester = self._digests.__enter__()
+        return _done(perform(task, context, digests, self._digester))
+
+    def close(self) -> None:
+        if self._digester is not None:
+            self._digests.__exit__(None, None, None)
+
+
+class ProcessPool:
+    """A local pool of spawned worker processes, each configured for CRDS before it imports jwst."""
+
+    name = "process"
+
+    def __init__(self, workers: int, env: dict[str, str]):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = workers
+        self.dashboard = None
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=apply_environment, initargs=(env,))
+
+    def submit(self, task, context, digests) -> Future:
+        from appliance.runner import perform
+
+        return self._pool.submit(perform, task, context, digests)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class SlurmSpec:
+    """A SLURM cluster for dask-jobqueue: ``--dask-cluster slurm`` or a small TOML file of these keys."""
+
+    queue: str | None = None
+    cores: int = 1
+    memory: str = "4GB"
+    walltime: str = "01:00:00"
+    jobs: int = 2  # SLURM jobs, one Dask worker each
+    python: str | None = None  # the interpreter the workers run (a venv's, or one inside an image)
+    job_extra_directives: tuple[str, ...] = ()
+    host: str = "127.0.0.1"  # where the scheduler listens (a node the workers can reach)
+
+
+def load_slurm_spec(text: str) -> SlurmSpec:
+    """``slurm`` (the defaults) or a path to a TOML file ``[slurm] queue = ..., cores = ...``."""
+    import tomllib
+    from pathlib import Path
+
+    if text == "slurm":
+        return SlurmSpec()
+    from appliance.safety import printable, read_regular_file
+
+    path = Path(text)
+    try:
+        table = tomllib.loads(read_regular_file(path, "cluster file", 1 << 16).decode("utf-8")).get("slurm")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{printable(path)}: not a cluster file: {short_reason(exc)}") from None
+    if not isinstance(table, dict):
+        raise UserError(f"{printable(path)}: expected a [slurm] table")
+    fields = SlurmSpec.__dataclass_fields__
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise UserError(f"{printable(path)}: slurm.{unknown[0]}: unknown key; expected one of {', '.join(fields)}")
+    values = {k: tuple(v) if k == "job_extra_directives" else v for k, v in table.items()}
+    return SlurmSpec(**values)
+
+
+class DaskCluster:
+    """Tasks on Dask workers: an existing scheduler, a local cluster, or SLURM jobs started by dask-jobqueue."""
+
+    name = "dask"
+
+    def __init__(self, workers: int, env: dict[str, str], *, scheduler: str | None = None, slurm: SlurmSpec | None = None):
+        from distributed import Client, LocalCluster
+
+        self.env = env
+        self._cluster = None
+        if scheduler:
+            self._client = _connect(Client, scheduler)
+            self.workers = max(1, len(self._client.scheduler_info()["workers"]) or workers)
+        elif slurm is not None:
+            from dask_jobqueue import SLURMCluster
+
+            options = dict(cores=slurm.cores, processes=1, memory=slurm.memory, walltime=slurm.walltime,
+                           scheduler_options={"host": slurm.host}, worker_extra_args=["--host", slurm.host],
+                           job_extra_directives=list(slurm.job_extra_directives))
+            if slurm.queue:
+                options["queue"] = slurm.queue
+            if slurm.python:
+                options["python"] = slurm.python
+            self._cluster = SLURMCluster(**options)
+            self._cluster.scale(jobs=slurm.jobs)
+            self._client = Client(self._cluster)
+            self._client.wait_for_workers(1, timeout=300)
+            self.workers = slurm.jobs
+        else:
+            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address="127.0.0.1:0")
+            self._client = Client(self._cluster)
+            self.workers = workers
+        self.dashboard = self._client.dashboard_link
+
+    def submit(self, task, context, digests) -> Future:
+        bridge: Future = Future()
+        future = self._client.submit(perform_in_worker, self.env, task, context, digests, pure=False,
+                                     key=f"{task.id}-{os.urandom(4).hex()}")
+
+        def done(f):
+            try:
+                bridge.set_result(f.result())
+            except BaseException as exc:  # noqa: BLE001 - the worker's failure, or its death, reaches the walk
+                bridge.set_exception(exc)
+
+        future.add_done_callback(done)
+        bridge.dask_future = future
+        return bridge
+
+    def close(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def _connect(client_class, address: str):
+    try:
+        return client_class(address, timeout="5s")
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"--dask-scheduler {address}: no Dask scheduler answers there ({short_reason(exc)})") from None
+
+
+class Lazy:
+    """A backend started with the first task that runs: a run that reuses everything starts no worker."""
+
+    def __init__(self, name: str, workers: int, start, announce=print):
+        self.name, self.workers = name, workers
+        self._start, self._announce, self._backend = start, announce, None
+
+    def submit(self, task, context, digests) -> Future:
+        if self._backend is None:
+            self._backend = self._start()
+            self.workers = self._backend.workers
+            if self._backend.dashboard:
+                self._announce(f"dashboard {self._backend.dashboard}")
+        return self._backend.submit(task, context, digests)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+
+def start(executor: str, workers: int, env: dict[str, str], *, scheduler: str | None = None,
+          cluster: str | None = None, announce=print) -> Lazy:
+    """The backend a run asked for (``--executor``, ``--jobs``, ``--dask-scheduler``, ``--dask-cluster``)."""
+    if executor not in EXECUTORS:
+        raise UserError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
+    spec = load_slurm_spec(cluster) if cluster else None
+    if scheduler and spec:
+        raise UserError("--dask-scheduler and --dask-cluster exclude each other")
+    if executor == "serial":
+        return Lazy("serial", 1, InProcess, announce)
+    if executor == "process":
+        return Lazy("process", workers, lambda: ProcessPool(workers, env), announce)
+    if scheduler:  # an existing cluster: connect now, so an unreachable address fails before any work
+        backend = DaskCluster(workers, env, scheduler=scheduler)
+        lazy = Lazy("dask", backend.workers, lambda: backend, announce)
+        return lazy
+    return Lazy("dask", spec.jobs if spec else workers, lambda: DaskCluster(workers, env, slurm=spec), announce)
