@@ -44,6 +44,7 @@ class FetchReport:
     downloaded: int = 0
     reused: int = 0
     bytes_downloaded: int = 0
+    from_cloud: int = 0  # of the downloads, those read from MAST's S3 mirror
     input_files: list[dict] = field(default_factory=list)
     crds: object | None = None  # prefetch.PrefetchReport
     crds_note: str = ""
@@ -51,7 +52,8 @@ class FetchReport:
 
     def __str__(self) -> str:
         if self.input_kind == "mast":
-            inputs = (f"{self.downloaded} downloaded ({self.bytes_downloaded / 1e6:.1f} MB), "
+            cloud = f", {self.from_cloud} of them from the S3 mirror" if self.from_cloud else ""
+            inputs = (f"{self.downloaded} downloaded ({self.bytes_downloaded / 1e6:.1f} MB{cloud}), "
                       f"{self.reused} already here")
         else:
             inputs = f"{len(self.input_files)} {self.input_kind} file(s) in place"
@@ -88,6 +90,7 @@ def _fetch(prepared, workdir: Path, started: float) -> FetchReport:
         report.downloaded = sum(f.downloaded for f in fetched)
         report.reused = len(fetched) - report.downloaded
         report.bytes_downloaded = sum(f.transferred for f in fetched)
+        report.from_cloud = sum(f.downloaded and f.origin.startswith("s3://") for f in fetched)
         report.input_files = [f.record() for f in fetched]
         datasets = [f.path for f in fetched]
     else:

@@ -11,7 +11,7 @@
 3. The inputs are rebuilt from their recorded origins and checked against the
    recorded sha256 before anything is reduced: ``simulate:{...}`` is
    re-simulated (the simulator is deterministic), ``file:///...`` is copied
-   again, ``mast:JWST/product/<name>`` is downloaded again.  All of this
+   again, ``mast:JWST/product/<name>`` (or ``s3://stpubdata/…/<name>``) is downloaded again.  All of this
    happens in a staging directory that is renamed to ``DIR`` only when
    complete; a failure leaves nothing behind.
 4. The recipe text is written, byte for byte, to ``DIR/recipe/<name>.toml``.

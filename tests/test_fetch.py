@@ -11,6 +11,7 @@ from loopback import closed_port_url
 from loopback.crds_server import crds_server_factory, crds_url  # noqa: F401 - fixture
 from loopback.data import SIM_DITHERS, sim_archive, sim_served_cache  # noqa: F401 - fixtures
 from loopback.mast_server import mast_server_factory  # noqa: F401 - fixture
+from loopback.s3_server import s3_server  # noqa: F401 - fixture
 
 CONTEXT = "jwst_9000.pmap"
 TOKEN = "tok-77aa-never-print-me"
@@ -29,9 +30,9 @@ product = "uncal"
 """
 
 
-def write_recipe(tmp_path, filters='"F770W"'):
+def write_recipe(tmp_path, filters='"F770W"', extra=""):
     path = tmp_path / "mast.toml"
-    path.write_text(RECIPE.format(filters=filters))
+    path.write_text(RECIPE.format(filters=filters) + extra)
     return path
 
 
@@ -122,15 +123,26 @@ def test_a_file_cut_mid_download_every_time_leaves_no_final_file(tmp_path, serve
 
 
 @pytest.mark.e2e
-def test_run_after_fetch_needs_no_network(tmp_path, servers):
-    """The acceptance path: fetch with the servers up, then reduce with both unreachable."""
+def test_run_after_fetch_needs_no_network(tmp_path, servers, s3_server, sim_archive):
+    """The acceptance path: fetch with the servers up (from the S3 mirror, one file from the portal because the
+    bucket lacks it), then reduce with all of them unreachable."""
     mast_server, crds_server = servers
-    done = fetch(tmp_path, environment(tmp_path, mast_server.url, crds_url(crds_server)))
+    names = sorted(p.name for p in sim_archive.glob("*_uncal.fits"))
+    s3_server.clear()
+    for name in names[1:]:
+        s3_server.put(mast_server.cloud_path(f"mast:JWST/product/{name}").lstrip("/"), sim_archive / name)
+    recipe = write_recipe(tmp_path, extra="cloud = true\n")
+    done = fetch(tmp_path, environment(tmp_path, mast_server.url, crds_url(crds_server), AWS_ENDPOINT_URL=s3_server.url),
+                 recipe)
     assert done.returncode == 0, done.stderr
+    assert f"MB, {len(names) - 1} of them from the S3 mirror), 0 already here" in done.stdout
+    origins = {f["name"]: f["origin"] for f in json.loads((tmp_path / "work" / "inputs.json").read_text())["files"]}
+    assert origins.pop(f"uncal/{names[0]}") == f"mast:JWST/product/{names[0]}"
+    assert sorted(origins.values()) == [f"s3://stpubdata/jwst/public/jw02732/{n[:13]}/{n}" for n in names[1:]]
     mast_server.stop()
     crds_server.stop()
     offline = environment(tmp_path, closed_port_url(), "https://crds-offline.invalid", CRDS_MODE="local",
-                          MAST_API_TOKEN=TOKEN)
+                          MAST_API_TOKEN=TOKEN, AWS_ENDPOINT_URL=closed_port_url())
     ran = run_cli("run", str(tmp_path / "mast.toml"), "--workdir", str(tmp_path / "work"), env=offline)
     assert ran.returncode == 0, ran.stderr[-3000:]
     manifest = json.loads((tmp_path / "work" / "manifest.json").read_text())

@@ -308,7 +308,7 @@ def test_mast_full():
     ('filters = ["F770W", "F1000W"]', 'filters = "F770W"', r'inputs\.mast\.filters: expected an array of strings, got string "F770W"'),
     ('product = "uncal"', 'product = "uncal"\ncalib_level = 7', r"inputs\.mast\.calib_level: expected 1, 2 or 3, got 7"),
     ('product = "uncal"', 'product = "uncal"\nfiles = ["x_rate.fits"]', r'inputs\.mast\.files\[0\]: "x_rate\.fits" is not a _uncal\.fits file'),
-    ('product = "uncal"', 'product = "uncal"\nproposal = "1"', r"inputs\.mast\.proposal: unknown key; allowed keys: calib_level, files"),
+    ('product = "uncal"', 'product = "uncal"\nproposal = "1"', r"inputs\.mast\.proposal: unknown key; allowed keys: calib_level, cloud, files"),
 ])
 def test_mast_errors(old, new, expected):
     assert old in MAST

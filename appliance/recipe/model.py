@@ -79,6 +79,7 @@ class MastQuery:
     product: str
     calib_level: int | None
     files: tuple[str, ...]
+    cloud: bool = False  # read from MAST's public S3 mirror where it holds the file (sources/cloud.py)
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,8 @@ def _local_spec(item: Any, key: tuple) -> LocalSpec:
 def _mast(value: Any) -> MastQuery:
     key = ("inputs", "mast")
     _expect(value, dict, key)
-    _check_keys(value, key, ("program", "observation", "visit", "instrument", "filters", "product", "calib_level", "files"))
+    _check_keys(value, key, ("program", "observation", "visit", "instrument", "filters", "product", "calib_level", "files",
+                             "cloud"))
     program = _digits(value, key, "program", 5, "02732", required=True)
     observation = _digits(value, key, "observation", 3, "002", required=True)
     visit = _digits(value, key, "visit", 3, "001", required=False)
@@ -236,8 +237,9 @@ def _mast(value: Any) -> MastQuery:
             raise _Invalid((*key, "files", i), f"expected a product file name, not a path: {show(name)}")
         if not name.endswith(f"_{product}.fits"):
             raise _Invalid((*key, "files", i), f"{show(name)} is not a _{product}.fits file, but product = {show(product)}")
+    cloud = _get(value, key, "cloud", bool, default=False)
     return MastQuery(program=program, observation=observation, visit=visit, instrument=instrument,
-                     filters=filters, product=product, calib_level=calib_level, files=files)
+                     filters=filters, product=product, calib_level=calib_level, files=files, cloud=cloud)
 
 
 def _digits(table: dict, key: tuple, name: str, n: int, example: str, required: bool) -> str | None:

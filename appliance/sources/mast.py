@@ -29,6 +29,11 @@ whatever was imported before and leaves astroquery's module-level
 
 Exclusive-access data: ``$MAST_API_TOKEN`` is handed to astroquery's
 ``login``; it is never written to a log, an error or the fetch record.
+
+``[inputs.mast] cloud = true``: each product is read from MAST's public S3
+mirror (:mod:`appliance.sources.cloud`) when the bucket holds it, from the
+portal otherwise; its origin records which (``s3://stpubdata/…`` or
+``mast:JWST/product/…``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from urllib.parse import quote
 from appliance.errors import UserError, WorkFailed, short_reason
 from appliance.files import file_sha256, utc_now
 from appliance.safety import printable
+from appliance.sources import cloud
 from appliance.sources.download import Transient, part_path, retry, timeout_adapter, transfer
 from appliance.sources.inputfile import InputFile
 from appliance.workdir import INPUT_DIR_OF_KIND, load_fetch_record, update_fetch_record
@@ -106,7 +112,11 @@ def base_url(environ=os.environ) -> str:
 
 def query_dict(query) -> dict:
     """The recipe's MAST query as plain JSON data (what the fetch record compares)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(query).items()}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(query).items() if k not in TRANSFER_KEYS}
+
+
+#: Keys of ``[inputs.mast]`` that say how to transfer, not what: the same files whichever way they come.
+TRANSFER_KEYS = ("cloud",)
 
 
 # --------------------------------------------------------------------------- run and fetch
@@ -139,8 +149,9 @@ def fetch_inputs(recipe, workdir: Path, *, client: MastClient | None = None) -> 
     """Query MAST for the recipe's products and download what is not already here; updates the fetch record."""
     workdir = Path(workdir)
     query = recipe.mast
-    client = client or MastClient()
+    client = client or MastClient(cloud=query.cloud)
     products = client.products(query, where=f"{recipe.path}: inputs.mast")
+    client.look_up_cloud_keys(products)
     record = load_fetch_record(workdir) or {}
     known = {e["name"]: e for e in record.get("files", [])}
     out = []
@@ -163,17 +174,18 @@ def restore(recipe, records, stage: Path, targets: dict) -> list[str]:
     MAST is not queried: a new query could list files the recorded run never
     saw.  A complete fetch record is left, so ``run`` reuses the files offline.
     """
-    client = MastClient()
+    client = MastClient(cloud=recipe.mast.cloud)
     fetched_records = []
     expected_dir = INPUT_DIR_OF_KIND[recipe.mast.product]
     for record in records:
         origin = record.origin
         name = PurePosixPath(record.name).name
-        if origin != f"mast:JWST/product/{name}" or record.name != f"{expected_dir}/{name}":
+        known_origin = origin == f"mast:JWST/product/{name}" or cloud.key_of_origin(origin, name) is not None
+        if not known_origin or record.name != f"{expected_dir}/{name}":
             raise UserError(f"inputs: {printable(record.name)}: expected {expected_dir}/<name> with origin "
-                            f"mast:JWST/product/<name>, found origin {printable(origin)}; the recipe's inputs come "
-                            f"from MAST")
-        product = Product(name, origin, record.size)
+                            f"mast:JWST/product/<name> or s3://{cloud.BUCKET}/jwst/public/…/<name>, found origin "
+                            f"{printable(origin)}; the recipe's inputs come from MAST")
+        product = Product(name, f"mast:JWST/product/{name}", record.size)
         try:
             fetched = client.download(product, stage, record.name)
         except (UserError, WorkFailed) as exc:
@@ -181,7 +193,7 @@ def restore(recipe, records, stage: Path, targets: dict) -> list[str]:
         if fetched.sha256 != record.sha256:
             raise WorkFailed(f"inputs: {record.name}: MAST now serves sha256 {fetched.sha256[:16]}…, the manifest "
                              f"records {record.sha256[:16]}… (the archive reprocessed it)")
-        fetched_records.append({**fetched.record(), "origin": origin})
+        fetched_records.append(fetched.record())
     update_fetch_record(stage, query=query_dict(recipe.mast), complete=True, mast_base_url=client.base_url,
                         files=fetched_records)
     return [r.name for r in records]
@@ -206,9 +218,12 @@ def reuse(workdir: Path, entry: dict) -> Fetched | None:
 class MastClient:
     """astroquery's ``ObservationsClass`` pointed at ``base_url``, plus a resumable, hashed transfer."""
 
-    def __init__(self, base_url_: str | None = None, token: str | None = None, *,
+    def __init__(self, base_url_: str | None = None, token: str | None = None, *, cloud: bool = False,
                  attempts: int = ATTEMPTS, retry_wait: float = RETRY_WAIT, timeout: float = TIMEOUT):
         self.base_url = (base_url_ or base_url()).rstrip("/")
+        self.cloud = cloud
+        self._mirror = None
+        self._cloud_keys: dict[str, str | None] = {}
         self.attempts = max(1, attempts)
         self.retry_wait = retry_wait
         self.timeout = timeout
@@ -334,9 +349,14 @@ class MastClient:
         if recorded is not None and (product.size is None or product.size == recorded["size"]):
             again = reuse(workdir, recorded)
             if again is not None:
-                return Fetched(again.path, rel, again.size, again.sha256, product.uri, again.fetched_at, False)
+                origin = again.origin if cloud.key_of_origin(again.origin, product.name) else product.uri
+                return Fetched(again.path, rel, again.size, again.sha256, origin, again.fetched_at, False)
         target.parent.mkdir(parents=True, exist_ok=True)
         part = part_path(target)
+        if self.cloud:
+            fetched = self._from_cloud(product, target, rel, part)
+            if fetched is not None:
+                return fetched
         url = self.download_url(product.uri)
         before = part.stat().st_size if part.exists() else 0
         received = self.received
@@ -349,6 +369,43 @@ class MastClient:
             raise
         os.replace(part, target)
         return Fetched(target, rel, size, sha, product.uri, utc_now(), True, self.received - received)
+
+    # ------------------------------------------------------------------ the S3 mirror
+
+    @property
+    def mirror(self) -> cloud.CloudMirror:
+        if self._mirror is None:
+            self._mirror = cloud.CloudMirror(self.base_url, self.session, attempts=self.attempts)
+        return self._mirror
+
+    def look_up_cloud_keys(self, products: list[Product]) -> None:
+        """The bucket keys of ``products`` in batched path lookups (``cloud`` only)."""
+        uris = [p.uri for p in products if p.uri not in self._cloud_keys]
+        if self.cloud and uris:
+            self._cloud_keys.update(self._retry(f"looking up S3 paths with MAST at {self.base_url}",
+                                                self.mirror.keys, uris))
+
+    def _from_cloud(self, product: Product, target: Path, rel: str, part: Path) -> Fetched | None:
+        """``product`` read from the S3 mirror, or None when the bucket does not hold it (then: the portal)."""
+        self.look_up_cloud_keys([product])
+        key = self._cloud_keys.get(product.uri)
+        if key is None:
+            return None
+        what = f"reading {product.name} from {cloud.origin_of(key)}"
+        size = self._retry(what, self.mirror.size, key)
+        if size is None:
+            return None
+        if product.size is not None and size != product.size:
+            raise WorkFailed(f"{product.name}: MAST lists {product.size} bytes but {cloud.origin_of(key)} has {size}; "
+                             "not downloaded")
+        received = self.received
+
+        def count(n: int) -> None:
+            self.received += n
+
+        got, sha = self._retry(what, self.mirror.transfer, key, part, name=product.name, size=size, on_bytes=count)
+        os.replace(part, target)
+        return Fetched(target, rel, got, sha, cloud.origin_of(key), utc_now(), True, self.received - received)
 
     def _transfer(self, url: str, part: Path, product: Product) -> tuple[int, str]:
         def count(n: int) -> None:

@@ -254,6 +254,14 @@ class MastServer(LoopbackServer):
         return path if path.is_file() else None
 
 
+    def cloud_path(self, uri: str) -> str | None:
+        """Where MAST's path lookup says a product lives (its key in the S3 mirror, after a leading slash)."""
+        path = self.file_for(uri)
+        if path is None:
+            return None
+        return f"/jwst/public/{path.name[:7]}/{path.name[:13]}/{path.name}"
+
+
 def _obsid(obs_id: str) -> str:
     """A stable numeric obsid (MAST's "Product Group Id"), as a string."""
     return str(80000000 + zlib.crc32(obs_id.encode()) % 10000000)
@@ -346,6 +354,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if parts.path == "/api/v0.1/Download/file":
             self._download(parts)
+            return
+        if parts.path == "/api/v0.1/path_lookup/":  # as MAST answers it: {uri: {"path": ... or null}}
+            uris = parse_qs(parts.query).get("uri", [])
+            self._json({uri: {"path": self.app.cloud_path(uri)} for uri in uris})
             return
         self._send(404, b"not found", "text/plain")
 
