@@ -67,23 +67,67 @@ class InProcess:
 
 
 class ProcessPool:
-    """A local pool of spawned worker processes, each configured for CRDS before it imports jwst."""
+    """A local pool of spawned worker processes, each configured for CRDS before it imports jwst.
+
+    A worker that dies (killed, out of memory) breaks the whole pool: every
+    task running in it fails with ``BrokenProcessPool`` and no record.  Those
+    tasks are sent once more to a fresh pool, as Dask gives a lost worker's
+    task to another; a task that breaks the fresh pool too fails.
+    """
 
     name = "process"
+    ATTEMPTS = 2
 
     def __init__(self, workers: int, env: dict[str, str]):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        import threading
 
         self.workers = workers
         self.dashboard = None
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=apply_environment, initargs=(env,))
+        self._env = env
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=apply_environment, initargs=(self._env,))
 
     def submit(self, task, context, digests) -> Future:
+        bridge: Future = Future()
+        self._send(bridge, self.ATTEMPTS, task, context, digests)
+        return bridge
+
+    def _send(self, bridge: Future, attempts: int, *call) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
         from appliance.runner import perform
 
-        return self._pool.submit(perform, task, context, digests)
+        with self._lock:
+            try:
+                future = self._pool.submit(perform, *call)
+            except BrokenProcessPool:  # broken since the last submit: a fresh pool
+                self._pool = self._new_pool()
+                future = self._pool.submit(perform, *call)
+            pool = self._pool
+
+        def done(f: Future) -> None:
+            if f.cancelled():  # the pool was shut down
+                bridge.cancel()
+                return
+            exc = f.exception()
+            if isinstance(exc, BrokenProcessPool) and attempts > 1:
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = self._new_pool()
+                self._send(bridge, attempts - 1, *call)
+            elif exc is not None:
+                bridge.set_exception(exc)
+            else:
+                bridge.set_result(f.result())
+
+        future.add_done_callback(done)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -123,8 +167,29 @@ def load_slurm_spec(text: str) -> SlurmSpec:
     unknown = sorted(set(table) - set(fields))
     if unknown:
         raise UserError(f"{printable(path)}: slurm.{unknown[0]}: unknown key; expected one of {', '.join(fields)}")
+    for key, value in table.items():
+        expected = _SLURM_TYPES[key]
+        if not _slurm_value_ok(key, value):
+            raise UserError(f"{printable(path)}: slurm.{key}: expected {expected}, got {printable(repr(value))}")
     values = {k: tuple(v) if k == "job_extra_directives" else v for k, v in table.items()}
     return SlurmSpec(**values)
+
+
+_SLURM_TYPES = {"queue": "a string", "cores": "a whole number ≥ 1", "memory": "a string such as \"4GB\"",
+                "walltime": "a string HH:MM:SS", "jobs": "a whole number ≥ 1", "python": "a path to an interpreter",
+                "job_extra_directives": "a list of strings", "host": "a host name or address"}
+
+
+def _slurm_value_ok(key: str, value) -> bool:
+    if key in ("cores", "jobs"):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    if key == "job_extra_directives":
+        return isinstance(value, list) and all(isinstance(v, str) and v.isprintable() for v in value)
+    return isinstance(value, str) and value.isprintable() and value != ""
+
+
+#: Lets a nanny's worker process start child processes (jump's and ramp_fit's pools when ``maximum_cores`` > 1).
+NON_DAEMONIC_WORKERS = "DASK_DISTRIBUTED__WORKER__DAEMON=False"
 
 
 class DaskCluster:
@@ -132,7 +197,9 @@ class DaskCluster:
 
     name = "dask"
 
-    def __init__(self, workers: int, env: dict[str, str], *, scheduler: str | None = None, slurm: SlurmSpec | None = None):
+    def __init__(self, workers: int, env: dict[str, str], *, scheduler: str | None = None, slurm: SlurmSpec | None = None,
+                 log_directory: str | None = None):
+        import dask
         from distributed import Client, LocalCluster
 
         self.env = env
@@ -144,8 +211,9 @@ class DaskCluster:
             from dask_jobqueue import SLURMCluster
 
             options = dict(cores=slurm.cores, processes=1, memory=slurm.memory, walltime=slurm.walltime,
+                           job_script_prologue=[f"export {NON_DAEMONIC_WORKERS}"],
                            scheduler_options={"host": slurm.host}, worker_extra_args=["--host", slurm.host],
-                           job_extra_directives=list(slurm.job_extra_directives))
+                           job_extra_directives=list(slurm.job_extra_directives), log_directory=log_directory)
             if slurm.queue:
                 options["queue"] = slurm.queue
             if slurm.python:
@@ -156,8 +224,9 @@ class DaskCluster:
             self._client.wait_for_workers(1, timeout=300)
             self.workers = slurm.jobs
         else:
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         host="127.0.0.1", dashboard_address="127.0.0.1:0")
+            with dask.config.set({"distributed.worker.daemon": False}):
+                self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address="127.0.0.1:0")
             self._client = Client(self._cluster)
             self.workers = workers
         self.dashboard = self._client.dashboard_link
@@ -211,8 +280,11 @@ class Lazy:
 
 
 def start(executor: str, workers: int, env: dict[str, str], *, scheduler: str | None = None,
-          cluster: str | None = None, announce=print) -> Lazy:
-    """The backend a run asked for (``--executor``, ``--jobs``, ``--dask-scheduler``, ``--dask-cluster``)."""
+          cluster: str | None = None, log_directory: str | None = None, announce=print) -> Lazy:
+    """The backend a run asked for (``--executor``, ``--jobs``, ``--dask-scheduler``, ``--dask-cluster``).
+
+    ``log_directory``: where SLURM writes its jobs' output (the workdir's ``logs/slurm``).
+    """
     if executor not in EXECUTORS:
         raise UserError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
     spec = load_slurm_spec(cluster) if cluster else None
@@ -226,4 +298,5 @@ def start(executor: str, workers: int, env: dict[str, str], *, scheduler: str | 
         backend = DaskCluster(workers, env, scheduler=scheduler)
         lazy = Lazy("dask", backend.workers, lambda: backend, announce)
         return lazy
-    return Lazy("dask", spec.jobs if spec else workers, lambda: DaskCluster(workers, env, slurm=spec), announce)
+    return Lazy("dask", spec.jobs if spec else workers,
+                lambda: DaskCluster(workers, env, slurm=spec, log_directory=log_directory), announce)

@@ -26,7 +26,7 @@ from appliance.resources import core_share, unknown_plan_estimate, worker_budget
 from appliance.runner import BLOCKED, FAILED, Outcome, RunContext, decision_for, reused
 from appliance.session import Prepared, expected_environment, planned_exposures, prepare, prepare_cache, priced
 from appliance.sources import place
-from appliance.workdir import MANIFEST_NAME, SUMS_NAME, check_workdir, load_fetch_record, locked
+from appliance.workdir import LOGS_DIR, MANIFEST_NAME, SUMS_NAME, check_workdir, load_fetch_record, locked
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, conso
     progress = Progress(console)
     # an unreachable --dask-scheduler, a bad cluster file: one line before anything is written
     backend = backends.start(options.executor, jobs, settings.as_env(), scheduler=options.dask_scheduler,
-                             cluster=options.dask_cluster, announce=progress.line)
+                             cluster=options.dask_cluster, log_directory=str(Path(workdir).absolute() / LOGS_DIR / "slurm"),
+                             announce=progress.line)
     try:
         return _run(prepared, workdir, options, known, backend, progress)
     finally:

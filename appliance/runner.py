@@ -11,6 +11,7 @@ are complete, whoever ran it and however the run ended.
 from __future__ import annotations
 
 import glob
+import multiprocessing
 import os
 import re
 import time
@@ -101,7 +102,7 @@ def execute(task: Task, context: RunContext, parts: dict, reason: str, digester=
     base = {"id": task.id, "kind": task.kind, "key": key_of(parts), "key_parts": parts, "params": task.params,
             "inputs": list(task.inputs), "log": log.relative_to(workdir).as_posix(), "started": started,
             "worker": records.worker(), "reason": reason}
-    running, cores = with_cores(task, context.maximum_cores)
+    running, cores = with_cores(task, worker_share(context.maximum_cores))
     if cores:
         base["maximum_cores"] = cores
     try:
@@ -129,6 +130,12 @@ def execute(task: Task, context: RunContext, parts: dict, reason: str, digester=
         return settle(digest_outputs(workdir, task.id, paths))
     future = digester(workdir, task.id, paths)
     return Outcome(task, RUN, reason, None, seconds, pending=lambda: settle(future))
+
+
+def worker_share(share: str) -> str:
+    """The run's core share, or 1 in a daemonic process (a Dask worker under a nanny started without
+    ``distributed.worker.daemon: False``), where jump's and ramp_fit's process pools cannot start."""
+    return "1" if multiprocessing.current_process().daemon else share
 
 
 #: The steps whose ``maximum_cores`` spreads their work over processes.

@@ -3,7 +3,9 @@
 The same simulated observation goes through the same three stages twice per
 round, alternating: once with plain jwst calls as the reference notebook makes
 them, once with ``run.py run`` on a local-files recipe. Both run in fresh
-processes with the same CRDS environment, so imports count on both sides.
+processes with the same CRDS environment, so imports count on both sides,
+and with the same ``maximum_cores`` for jump and ramp_fit (the serial
+executor gives its one worker every core).
 
     .venv/bin/python bench/overhead.py [--rounds 3] [--dithers 4]
 """
@@ -35,11 +37,12 @@ PLAIN = textwrap.dedent(
     from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
     from astropy.io import fits
 
-    src, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    src, out, cores = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve(), sys.argv[3]
+    steps = {"jump": {"maximum_cores": cores}, "ramp_fit": {"maximum_cores": cores}}
     for d in ("stage1", "stage2", "stage3"):
         (out / d).mkdir(parents=True)
     for f in sorted(src.glob("*_uncal.fits")):
-        Detector1Pipeline.call(str(f), output_dir=str(out / "stage1"), save_results=True)
+        Detector1Pipeline.call(str(f), output_dir=str(out / "stage1"), save_results=True, steps=steps)
     by_filter = {}
     os.chdir(out / "stage1")  # as in the notebook: associations are opened from their directory
     for rate in sorted((out / "stage1").glob("*_rate.fits")):
@@ -71,11 +74,12 @@ def main() -> None:
     parser.add_argument("--dithers", type=int, default=4)
     args = parser.parse_args()
 
+    from appliance.resources import core_share
     from appliance.simulate import SIM_CONTEXT, SimParams, build_crds_cache, crds_environment, simulate_observation
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     try:
-        data = simulate_observation(scratch / "data", SimParams(dithers=args.dithers))
+        simulate_observation(scratch / "data", SimParams(dithers=args.dithers))
         cache = build_crds_cache(scratch / "crds")
         env = {**os.environ, **crds_environment(cache)}
         recipe = scratch / "bench.toml"
@@ -88,8 +92,9 @@ def main() -> None:
         ratios = []
         for n in range(args.rounds):
             plain_dir, appliance_dir = scratch / f"plain{n}", scratch / f"appliance{n}"
-            plain = timed([sys.executable, str(script), str(scratch / "data"), str(plain_dir)], env)
-            ours = timed([sys.executable, str(ROOT / "run.py"), "run", str(recipe), "--workdir", str(appliance_dir)], env)
+            plain = timed([sys.executable, str(script), str(scratch / "data"), str(plain_dir), core_share(None, 1)], env)
+            ours = timed([sys.executable, str(ROOT / "run.py"), "run", str(recipe), "--workdir", str(appliance_dir),
+                          "--executor", "serial"], env)
             ratios.append(ours / plain)
             print(f"round {n + 1}: plain jwst {plain:6.1f} s   run.py {ours:6.1f} s   ratio {ours / plain:.3f}")
             shutil.rmtree(plain_dir)
