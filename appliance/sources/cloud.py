@@ -18,12 +18,11 @@ arrives and checked against the object's size, exactly as a portal download.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 from appliance.errors import WorkFailed, short_reason
-from appliance.sources.download import CHUNK, Hasher, Transient
+from appliance.sources.download import Transient, append_stream, digest_of_prefix
 
 BUCKET = "stpubdata"
 LOOKUP_BATCH = 50  # URIs per path lookup (longer requests get HTTP 414 from MAST)
@@ -90,25 +89,13 @@ class CloudMirror:
         offset = part.stat().st_size if part.exists() else 0
         if offset > size:
             offset = 0
-        digest = hashlib.sha256()
-        if offset:
-            with open(part, "rb") as fh:
-                for block in iter(lambda: fh.read(CHUNK), b""):
-                    digest.update(block)
+        digest = digest_of_prefix(part, offset)
         received = 0
         try:
             if offset < size:
                 extra = {"Range": f"bytes={offset}-"} if offset else {}
                 body = self.s3.get_object(Bucket=BUCKET, Key=key, **extra)["Body"]
-                with open(part, "r+b" if offset else "wb") as fh, Hasher(digest) as hasher:
-                    fh.seek(offset)
-                    fh.truncate()
-                    while chunk := body.read(CHUNK):
-                        hasher.update(chunk)
-                        fh.write(chunk)
-                        received += len(chunk)
-                        if on_bytes is not None:
-                            on_bytes(len(chunk))
+                received = append_stream(part, offset, body.read, digest, on_bytes)
         except (self._errors.ClientError, self._errors.BotoCoreError) as exc:  # HTTP errors, cuts, timeouts
             raise Transient(f"S3 {short_reason(exc)}") from None
         total = offset + received

@@ -58,11 +58,7 @@ def transfer(session, url: str, part: Path, *, name: str, listed_size: int | Non
             expected = expected if expected is not None else header_int(head.headers.get("Content-Length"))
             if head.headers.get("Accept-Ranges", "").lower() != "bytes" or expected is None or offset > expected:
                 offset = 0
-        digest = hashlib.sha256()
-        if offset:
-            with open(part, "rb") as fh:
-                for block in iter(lambda: fh.read(CHUNK), b""):
-                    digest.update(block)
+        digest = digest_of_prefix(part, offset)
         transferred = 0
         if expected is None or offset < expected:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -79,18 +75,9 @@ def transfer(session, url: str, part: Path, *, name: str, listed_size: int | Non
                     total = header_int(resp.headers.get("Content-Length"))
                 check_size(total)
                 expected = expected if expected is not None else total
-                with open(part, "r+b" if offset else "wb") as fh:
-                    fh.seek(offset)
-                    fh.truncate()
-                    # read1 hands over every byte as it arrives, so a cut loses nothing
-                    # (iter_content drops the bytes of an unfinished chunk)
-                    with Hasher(digest) as hasher:
-                        while chunk := resp.raw.read1(CHUNK):
-                            hasher.update(chunk)
-                            fh.write(chunk)
-                            transferred += len(chunk)
-                            if on_bytes is not None:
-                                on_bytes(len(chunk))
+                # read1 hands over every byte as it arrives, so a cut loses nothing
+                # (iter_content drops the bytes of an unfinished chunk)
+                transferred = append_stream(part, offset, resp.raw.read1, digest, on_bytes)
         size = offset + transferred
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
             urllib3.exceptions.HTTPError) as exc:
@@ -129,6 +116,31 @@ def retry(what: str, func, *args, attempts: int, wait: float, http_error=None, *
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             last = short_reason(exc)
     raise WorkFailed(f"{what}: {last} (gave up after {attempts} attempts)")
+
+
+def digest_of_prefix(part: Path, offset: int):
+    """A sha256 fed with the first ``offset`` bytes already in ``part``, to continue a resumed transfer."""
+    digest = hashlib.sha256()
+    if offset:
+        with open(part, "rb") as fh:
+            for block in iter(lambda: fh.read(CHUNK), b""):
+                digest.update(block)
+    return digest
+
+
+def append_stream(part: Path, offset: int, read, digest, on_bytes=None) -> int:
+    """Write what ``read(CHUNK)`` hands over into ``part`` from ``offset`` on, hashing it; the bytes written."""
+    written = 0
+    with open(part, "r+b" if offset else "wb") as fh, Hasher(digest) as hasher:
+        fh.seek(offset)
+        fh.truncate()
+        while chunk := read(CHUNK):
+            hasher.update(chunk)
+            fh.write(chunk)
+            written += len(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return written
 
 
 class Hasher:
