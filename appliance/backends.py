@@ -78,9 +78,12 @@ class ProcessPool:
     name = "process"
     ATTEMPTS = 2
 
-    def __init__(self, workers: int, env: dict[str, str]):
+    def __init__(self, workers: int, env: dict[str, str], work=None):
         import threading
 
+        from appliance.runner import perform
+
+        self.work = work or perform  # what a worker calls with (task, context, digests)
         self.workers = workers
         self.dashboard = None
         self._env = env
@@ -102,14 +105,13 @@ class ProcessPool:
     def _send(self, bridge: Future, attempts: int, *call) -> None:
         from concurrent.futures.process import BrokenProcessPool
 
-        from appliance.runner import perform
-
         with self._lock:
             try:
-                future = self._pool.submit(perform, *call)
+                future = self._pool.submit(self.work, *call)
             except BrokenProcessPool:  # broken since the last submit: a fresh pool
+                self._pool.shutdown(wait=False)
                 self._pool = self._new_pool()
-                future = self._pool.submit(perform, *call)
+                future = self._pool.submit(self.work, *call)
             pool = self._pool
 
         def done(f: Future) -> None:
@@ -121,7 +123,11 @@ class ProcessPool:
                 with self._lock:
                     if self._pool is pool:
                         self._pool = self._new_pool()
-                self._send(bridge, attempts - 1, *call)
+                        pool.shutdown(wait=False)  # its processes are gone; release its queues and thread
+                try:
+                    self._send(bridge, attempts - 1, *call)
+                except Exception as error:  # the pool was closed meanwhile: the caller learns why
+                    bridge.set_exception(error)
             elif exc is not None:
                 bridge.set_exception(exc)
             else:

@@ -107,3 +107,44 @@ def test_a_daemonic_worker_runs_jump_on_one_core(monkeypatch):
     assert worker_share("2") == "2"
     monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
     assert worker_share("2") == "1"
+
+
+def die_once(marker, context, digests):
+    """A task body for the process pool: the first call kills its own worker (as the OOM killer would)."""
+    import os
+    import signal
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f"done in {os.getpid()}"
+
+
+def always_die(marker, context, digests):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_the_process_pool_sends_a_dead_workers_task_once_more(tmp_path):
+    pool = backends.ProcessPool(1, {}, work=die_once)
+    try:
+        marker = tmp_path / "died"
+        result = pool.submit(str(marker), None, None).result(timeout=120)
+        assert marker.read_text() not in result  # another process finished it
+        assert pool.submit(str(tmp_path / "died"), None, None).result(timeout=60).startswith("done")  # the fresh pool works on
+    finally:
+        pool.close()
+
+
+def test_a_task_that_breaks_the_fresh_pool_too_fails(tmp_path):
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = backends.ProcessPool(1, {}, work=always_die)
+    try:
+        with pytest.raises(BrokenProcessPool):
+            pool.submit(str(tmp_path / "x"), None, None).result(timeout=120)
+    finally:
+        pool.close()

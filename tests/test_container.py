@@ -29,6 +29,7 @@ from appliance import image as appliance_image
 from appliance.errors import WorkFailed
 from appliance.errors import UserError
 from appliance.recipe import load_recipe
+from conftest import assert_same_science
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "container" / "requirements.lock"
@@ -521,15 +522,12 @@ def test_unwritable_workdir_is_exit_2(image, tmp_path):
     assert list(locked.iterdir()) == []
 
 
-def _content_digests(manifest: dict) -> dict[str, str]:
-    return {p["path"]: p["content_digest"] for p in manifest["products"]}
-
-
 @pytest.mark.container
 @pytest.mark.e2e
 def test_demo_in_container_matches_host(image, tmp_path, demo_run):
     """The demo inside the image with --network none: its manifest verifies on the host and its
-    content digests equal those of the same recipe run on the host venv (same lock)."""
+    products equal those of the same recipe run on the host venv (same lock): identical, or within
+    jwst's regression tolerances where the CPU makes the two stacks differ in the last bits."""
     workdir = tmp_path / "container-demo"
     done = cli("docker", "run", str(DEMO), "--workdir", str(workdir), "--network", "none")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -541,11 +539,5 @@ def test_demo_in_container_matches_host(image, tmp_path, demo_run):
     assert all(p.stat().st_uid == os.getuid() for p in workdir.rglob("*"))
     verified = cli("verify", str(workdir / "manifest.json"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    _, host_manifest = demo_run
-    inside, outside = _content_digests(manifest), _content_digests(host_manifest)
-    assert sorted(inside) == sorted(outside)
     # Even the HTML report: the part that describes its environment (image, Python build) is not content.
-    differ = sorted(path for path in inside if inside[path] != outside[path])
-    assert not differ, f"content digests differ between the container and the host venv: {differ}"
-    compared = cli("compare", str(demo_run[0]), str(workdir), "--digests-only")
-    assert compared.returncode == 0 and "result: IDENTICAL" in compared.stdout, compared.stdout[-2000:]
+    assert_same_science(demo_run[0], workdir)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, assert_same_science, run_cli
 from test_compare import SMALL, small_run_once
 from test_container import docker_client, image  # noqa: F401 - fixtures
 
@@ -165,8 +165,6 @@ def test_slurm_workers_through_dask_jobqueue(serial, tmp_path):
 
 
 @pytest.mark.container
-@pytest.mark.xfail(reason="open (issue 13): the image3 catalog's semimajor_sigma/semiminor_sigma differ by 1 ULP "
-                          "between host and image workers; every other product is identical", strict=False)
 def test_dask_workers_inside_the_appliance_image(serial, tmp_path, scheduler, docker_client, image):
     """Two `dask worker`s in the pinned image (`docker run --network host`), the workdir mounted at its own path."""
     from distributed import Client
@@ -184,7 +182,7 @@ def test_dask_workers_inside_the_appliance_image(serial, tmp_path, scheduler, do
             versions = client.run(lambda: __import__("jwst").__version__)
             assert set(versions.values()) == {"3.0.0"}
         workdir = run_small(shared, "--executor", "dask", "--dask-scheduler", scheduler)
-        assert digests(workdir) == digests(serial)
+        assert_same_science(serial, workdir)  # host client, workers in the image
         assert manifest(workdir)["execution"]["workers"] == 2
     finally:
         for container in workers:
