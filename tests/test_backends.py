@@ -148,3 +148,14 @@ def test_a_task_that_breaks_the_fresh_pool_too_fails(tmp_path):
             pool.submit(str(tmp_path / "x"), None, None).result(timeout=120)
     finally:
         pool.close()
+
+
+def test_the_batch_jobs_environment_is_the_local_clusters_worker_config():
+    """The DASK_* variables a SLURM job exports mean, to Dask, exactly WORKER_CONFIG."""
+    import dask
+
+    env = dict(v.split("=", 1) for v in backends.worker_environment())
+    collected = dask.config.collect(paths=[], env=env)
+    assert dask.config.get("distributed.worker.daemon", config=collected) is False
+    assert dask.config.get("distributed.worker.profile.enabled", config=collected) is False
+    assert set(backends.WORKER_CONFIG) == {"distributed.worker.daemon", "distributed.worker.profile.enabled"}

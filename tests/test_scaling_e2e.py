@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance import backends
 from conftest import ROOT, assert_same_science, run_cli
 from test_compare import SMALL, small_run_once
 from test_container import docker_client, image  # noqa: F401 - fixtures
@@ -174,7 +175,7 @@ def test_dask_workers_inside_the_appliance_image(serial, tmp_path, scheduler, do
     workers = [docker_client.containers.run(
         image.id, ["worker", scheduler, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
         entrypoint="dask", network_mode="host", user=f"{os.getuid()}:{os.getgid()}", detach=True,
-        environment={"PYTHONPATH": "/opt/appliance", "HOME": "/tmp", "DASK_DISTRIBUTED__WORKER__DAEMON": "False"},
+        environment={"PYTHONPATH": "/opt/appliance", "HOME": "/tmp", **dict(v.split("=", 1) for v in backends.worker_environment())},
         volumes={str(shared): {"bind": str(shared), "mode": "rw"}}) for _ in range(2)]
     try:
         with Client(scheduler, timeout="10s") as client:
