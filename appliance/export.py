@@ -33,6 +33,7 @@ from pathlib import Path
 
 from appliance import crdsenv
 from appliance.errors import UserError
+from appliance.parameters import changed_parameters, save as save_effective, step_config_class
 from appliance.session import planned_exposures, prepare
 from appliance.pipelines import STAGES
 from appliance.safety import printable
@@ -75,8 +76,10 @@ def _grouped(task_ids: list[str]) -> str:
 
 
 def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, force: bool = False,
-           allow_env_mismatch: bool = False) -> Exported:
-    """Write the parameter files, associations and ``reduce.sh`` for the recipe into ``out``."""
+           allow_env_mismatch: bool = False, effective_from: Path | None = None) -> Exported:
+    """Write the parameter files, associations and ``reduce.sh`` for the recipe into ``out``; with
+    ``effective_from`` (a workdir where the recipe ran), the parameter files hold the effective parameters
+    its stage tasks recorded."""
     from appliance.plan import build_plan
 
     out = Path(out)
@@ -89,13 +92,15 @@ def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, forc
     plan = build_plan(recipe, exposures)
     stage_tasks = [t for t in plan.tasks if t.kind in STAGES]
     skipped = [t.id for t in plan.tasks if t.kind not in STAGES]
+    effective = recorded_effective_parameters(Path(effective_from), stage_tasks) if effective_from else {}
 
     parent = out.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.export-"))
     try:
         with crdsenv.applied(prepared.settings):  # jwst writes and reads back the parameter files
-            params = [write_parameter_file(recipe, stage, tmp / PARAMS_DIR) for stage in plan.stages]
+            params = [write_effective_file(stage, effective[stage], tmp / PARAMS_DIR) if stage in effective
+                      else write_parameter_file(recipe, stage, tmp / PARAMS_DIR) for stage in plan.stages]
             associations = write_associations(stage_tasks, tmp / ASN_DIR)
         script_text = render_script(recipe, prepared.settings, plan, stage_tasks, local_files, skipped)
         script = tmp / SCRIPT_NAME
@@ -163,14 +168,11 @@ def write_parameter_file(recipe, stage: str, directory: Path) -> Path:
     writing), then read back with ``Pipeline.from_config_file`` and checked
     to carry every parameter of the recipe.
     """
-    try:
-        from stpipe.config import StepConfig
-    except ImportError:  # stpipe 1.x keeps the ASDF config writer (what Step.export_config uses) here
-        from stpipe._config import StepConfig
     from stpipe.utilities import get_fully_qualified_class_name
 
     from appliance.recipe import step_parameters
 
+    StepConfig = step_config_class()  # noqa: N806 - stpipe's class
     cls = STAGES[stage].pipeline_class()
     steps = step_parameters(recipe, stage)
     configs = []
@@ -189,6 +191,54 @@ def write_parameter_file(recipe, stage: str, directory: Path) -> Path:
             if _plain(got) != _plain(value) and not (isinstance(value, (int, float)) and got == value):
                 raise RuntimeError(f"{path.name}: {name}.{key} reads back as {got!r}, not {value!r}")
     return path
+
+
+def recorded_effective_parameters(workdir: Path, stage_tasks) -> dict[str, dict]:
+    """Stage -> the effective parameters its tasks recorded in ``workdir``; one line if a task has no record
+    (the recipe did not run there) or the tasks of one stage ran with different parameters."""
+    from appliance import records
+
+    by_stage: dict[str, tuple[str, dict]] = {}
+    defaults = {}  # stage -> its pipeline with jwst's defaults
+    for task in stage_tasks:
+        record = records.load(workdir, task.id)
+        if not record or not isinstance(record.get("effective_parameters"), dict):
+            raise UserError(f"{printable(workdir)}: --effective-from: no record of {task.id} with its effective "
+                            "parameters; run the recipe there first")
+        if task.kind not in defaults:
+            defaults[task.kind] = STAGES[task.kind].pipeline_class()()
+        _refuse_what_runs_code_or_names_places(workdir, task.id, task.kind, defaults[task.kind],
+                                               record["effective_parameters"])
+        first = by_stage.setdefault(task.kind, (task.id, record["effective_parameters"]))
+        if first[1] != record["effective_parameters"]:
+            changed = changed_parameters(first[1], record["effective_parameters"])[0][0]
+            raise UserError(f"{printable(workdir)}: --effective-from: {first[0]} and {task.id} ran with different "
+                            f"parameters ({printable(changed)}); one parameter file per stage cannot hold both")
+    return {stage: params for stage, (_, params) in by_stage.items()}
+
+
+def _refuse_what_runs_code_or_names_places(workdir: Path, task_id: str, stage: str, pipeline, effective: dict) -> None:
+    """A record is untrusted input: a hook or an output name it carries would reach the exported
+    script's strun (docs/security.md).  Only the pipeline's own defaults pass."""
+    from appliance.parameters import plain
+    from appliance.recipe import REFUSED_STEP_PARAMETERS
+
+    scopes = {"pipeline": (pipeline, effective.get("pipeline", {}))}
+    scopes.update({name: (getattr(pipeline, name, None), params) for name, params in effective.get("steps", {}).items()})
+    for scope, (step, params) in scopes.items():
+        if step is None or not isinstance(params, dict):
+            raise UserError(f"{printable(workdir)}: --effective-from: {task_id} records {printable(scope)}, which "
+                            f"is no step of {STAGES[stage].alias}")
+        for name, why in REFUSED_STEP_PARAMETERS.items():
+            if name in params and params[name] != plain(getattr(step, name, None)):
+                raise UserError(f"{printable(workdir)}: --effective-from: {task_id} records {printable(scope)}.{name}"
+                                f" = {printable(repr(params[name]))[:80]}, which {why}; refusing to export it")
+
+
+def write_effective_file(stage: str, effective: dict, directory: Path) -> Path:
+    """``calwebb_<stage>.asdf`` holding every step's effective parameters."""
+    pipeline = STAGES[stage].pipeline_class()()
+    return save_effective(pipeline, effective, directory / f"{STAGES[stage].alias}.asdf")
 
 
 def write_associations(tasks, directory: Path) -> list[Path]:

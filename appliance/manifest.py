@@ -250,7 +250,8 @@ def assemble(prepared, plan, placed, outcomes, *, jwst_version: str, crds_fetch:
                       "outputs": [o["path"] for o in outputs], "key": record.get("key"),
                       "inputs": list(outcome.task.inputs), "params": outcome.task.params,
                       "worker": record.get("worker"), "log": record.get("log"),
-                      **({"maximum_cores": record["maximum_cores"]} if record.get("maximum_cores") else {})})
+                      **({"maximum_cores": record["maximum_cores"]} if record.get("maximum_cores") else {}),
+                      **{k: record[k] for k in STAGE_RECORD_KEYS if k in record}})
     environment = capture_environment(crds_context=settings.context, crds_path=settings.path,
                                       crds_mode=settings.mode, use_step_pars=settings.use_step_pars,
                                       env_mismatches=list(prepared.mismatches))
@@ -263,8 +264,14 @@ def assemble(prepared, plan, placed, outcomes, *, jwst_version: str, crds_fetch:
         products=products, tasks=tasks, started=started, finished=finished,
         extra={"plan": {"stages": list(plan.stages), "exposures": [e.name for e in plan.exposures]},
                "run_digest": run_digest(recipe.sha256, input_records, products),
+               "unexpected_skips": [{"task": t["id"], **skip} for t in tasks
+                                    for skip in t.get("skipped_steps", []) if not skip["expected"]],
                "execution": execution or {}},
     )
+
+
+#: What a stage task's record adds, carried into the manifest's task entry (appliance.stages.run_stage).
+STAGE_RECORD_KEYS = ("parameter_file", "effective_parameters", "skipped_steps")
 
 
 def run_digest(recipe_sha256: str, inputs: list[dict], products: list[dict]) -> str:
@@ -362,6 +369,7 @@ class TaskRecord:
     params: Mapping[str, Any] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
     seconds: float | None = None
+    effective_parameters: Mapping[str, Any] = field(default_factory=dict)  # a stage task's, appliance.parameters
 
 
 @dataclass(frozen=True)
@@ -484,6 +492,7 @@ _ENTRY_FIELDS = {
                  ("size", "count", False), ("task", "string", False), ("crds_refs", "strings", False),
                  ("step_status", "strings", False)),
     "tasks": (("id", "string", True), ("kind", "string", False), ("params", "object", False),
+              ("effective_parameters", "object", False),
               ("outputs", "paths", False), ("seconds", "number", False)),
 }
 #: Fields of ``environment`` and the top level: (name, kind).

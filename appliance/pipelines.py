@@ -26,6 +26,10 @@ class Stage:
     def class_path(self) -> str:
         return f"jwst.pipeline.{self.class_name}"
 
+    def parameter_file(self, name: str) -> str:
+        """Where a task of this stage writes the effective parameters it ran with (workdir-relative)."""
+        return f"{self.output_dir}/{name}_{self.alias}.asdf"
+
     def pipeline_class(self):
         """The jwst Pipeline class (imports jwst: call it after the CRDS environment is set)."""
         import jwst.pipeline

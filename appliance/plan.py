@@ -87,7 +87,8 @@ def build_plan(recipe: Recipe, exposures: list[Exposure]) -> Plan:
         for e in exposures:
             out = product_path("detector1", e.name)
             tasks.append(Task(f"detector1:{e.name}", "detector1", {"steps": steps("detector1")}, (current[e.name],),
-                              (out,), produces=(f"{STAGES['detector1'].output_dir}/{e.name}_*.fits",)))
+                              (out,), produces=(f"{STAGES['detector1'].output_dir}/{e.name}_*.fits",
+                                                STAGES["detector1"].parameter_file(e.name))))
             current[e.name], producer[e.name] = out, f"detector1:{e.name}"
     if "image2" in stages:
         for e in exposures:
@@ -96,7 +97,8 @@ def build_plan(recipe: Recipe, exposures: list[Exposure]) -> Plan:
             params = {"steps": steps("image2"), "product_name": e.name}
             asn = f"{Path(current[e.name]).parent.as_posix()}/{association_name(e.name, 'image2')}"
             tasks.append(Task(f"image2:{e.name}", "image2", params, (current[e.name],), (out,), deps,
-                              produces=(f"{STAGES['image2'].output_dir}/{e.name}_*.fits", asn)))
+                              produces=(f"{STAGES['image2'].output_dir}/{e.name}_*.fits", asn,
+                                        STAGES["image2"].parameter_file(e.name))))
             current[e.name], producer[e.name] = out, f"image2:{e.name}"
     if "image3" in stages:
         for filt in sorted({e.filter for e in exposures}):
@@ -107,7 +109,8 @@ def build_plan(recipe: Recipe, exposures: list[Exposure]) -> Plan:
             outs = (product_path("image3", product),)
             inputs = tuple(current[e.name] for e in members)
             out_dir = STAGES["image3"].output_dir
-            produces = (f"{out_dir}/{product}_*", *(f"{out_dir}/{e.name}_*" for e in members),
+            produces = (f"{out_dir}/{product}_*", STAGES["image3"].parameter_file(product),
+                        *(f"{out_dir}/{e.name}_*" for e in members),
                         f"{Path(inputs[0]).parent.as_posix()}/{association_name(product, 'image3')}")
             tasks.append(Task(f"image3:{filt}", "image3", params, inputs, outs, deps, produces=produces))
     if recipe.postprocess:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance import backends, crdsenv, manifest, records
+from appliance import backends, crdsenv, manifest, records, stepguard
 from appliance.errors import WorkFailed
 from appliance.execute import Executor, counts_line, failure_line, preview
 from appliance.files import utc_now
@@ -51,6 +51,11 @@ class Result:
     @property
     def summary(self) -> str:
         return counts_line(self.outcomes)
+
+    @property
+    def unexpected_skips(self) -> list[str]:
+        """One line per step that ended SKIPPED though nothing asked it to (:mod:`appliance.stepguard`)."""
+        return stepguard.summary_lines({o.task.id: (o.record or {}).get("skipped_steps", []) for o in self.outcomes})
 
 
 def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, console=None) -> Result:

@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from appliance import crdsenv, reduction, sources
 from appliance.errors import UserError, WorkFailed
 from appliance.manifest import EnvironmentRecord, ImageRecord, InputRecord, Manifest, load_manifest, manifest_path
+from appliance.parameters import task_parameter_changes
 from appliance.prefetch import needs_prefetch, prefetch_references, recipe_reftypes
 from appliance.safety import is_name, printable
 from appliance.session import choose_settings, prepare
@@ -114,6 +115,11 @@ def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None
         # with) is reproduced with the same allowance: the environment itself was checked against the record above.
         allow = allow_env_mismatch or bool(recorded.environment.env_mismatches)
         new_manifest = _run_here(recipe_path, workdir, draft, allow, fetch_references, datasets)
+    changes = task_parameter_changes(recorded.tasks, load_manifest(new_manifest).tasks)
+    for line in changes[:20]:
+        warn(printable(f"effective parameter changed: {line}"))
+    if len(changes) > 20:
+        warn(f"... and {len(changes) - 20} more effective parameter changes")
     return compare.compare(recorded_path, new_manifest, tolerances=tolerances, digests_only=not tolerance)
 
 

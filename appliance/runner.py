@@ -106,7 +106,7 @@ def execute(task: Task, context: RunContext, parts: dict, reason: str, digester=
     if cores:
         base["maximum_cores"] = cores
     try:
-        run_task(running, workdir, log)
+        base.update(run_task(running, workdir, log) or {})
     except Exception as exc:  # the pipeline's own errors end the task as failed, and are recorded
         return _failed(task, context, base, reason, exc, time.perf_counter() - t0, failing_step(log))
     seconds = time.perf_counter() - t0
@@ -176,16 +176,18 @@ def digest_outputs(workdir: Path, task_id: str, paths: list[str]) -> list[dict]:
     return outputs
 
 
-def run_task(task: Task, workdir: Path, log: Path) -> None:
-    """Run ``task`` in ``workdir``, its log in ``log``; exceptions propagate."""
+def run_task(task: Task, workdir: Path, log: Path) -> dict | None:
+    """Run ``task`` in ``workdir``, its log in ``log``; exceptions propagate.  A stage returns what its
+    record keeps besides the outputs (effective parameters, skipped steps)."""
     if task.kind in STAGES:
         from appliance.stages import run_stage
 
-        run_stage(task, workdir, log)
+        return run_stage(task, workdir, log)
     else:
         from appliance.postprocess import run_task as run_operation
 
         run_operation(task, workdir, log)
+        return None
 
 
 def written(workdir: Path, task: Task) -> dict[str, tuple[int, int]]:

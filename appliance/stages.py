@@ -11,6 +11,7 @@ import logging
 from contextlib import chdir, contextmanager
 from pathlib import Path
 
+from appliance import parameters, stepguard
 from appliance.associations import write_level2, write_level3
 from appliance.graph import Task
 from appliance.pipelines import STAGES
@@ -60,23 +61,46 @@ def stage_input(task: Task, workdir: Path) -> Path:
     return write_level3(files, task.params["product_name"])
 
 
-def run_stage(task: Task, workdir: Path, log_path: Path) -> None:
-    """Run one stage task with the real jwst pipeline; exceptions propagate to the executor."""
+def run_stage(task: Task, workdir: Path, log_path: Path) -> dict:
+    """Run one stage task with the real jwst pipeline; exceptions propagate to the executor.
+
+    Returns what the task record keeps besides its outputs: the effective
+    parameters of every step (also written as an stpipe parameter file beside
+    the products) and the steps that ended SKIPPED (:mod:`appliance.stepguard`).
+    """
     stage = STAGES[task.kind]
-    pipeline = stage.pipeline_class()
     output_dir = workdir / stage.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
     source = stage_input(task, workdir)
+    name = task.params.get("product_name") or Path(task.outputs[0]).name.removesuffix(f"_{stage.product_suffix}.fits")
     # calwebb_image2 opens association members relative to the working directory
     # (jwst 3.0's LoadAsLevel2Asn ignores input_dir), so run where the association is.
     with stage_log(log_path), chdir(source.parent):
-        result = pipeline.call(
-            str(source),
-            steps=task.params["steps"],
-            output_dir=str(output_dir),
-            save_results=True,
-            configure_log=False,
-        )
+        # what Pipeline.call(source, steps=..., ...) does, keeping the instance to ask what it ran with
+        pipeline = parameters.configured(stage.pipeline_class(), str(source), steps=task.params["steps"],
+                                         output_dir=str(output_dir), save_results=True)
+        effective = parameters.effective_parameters(pipeline)
+        parameters.save(pipeline, effective, workdir / stage.parameter_file(name))
+        result = pipeline.run(str(source))
     close = getattr(result, "close", None)
     if close:
         close()
+    return {"parameter_file": stage.parameter_file(name), "effective_parameters": effective,
+            "skipped_steps": [s.as_dict() for s in skipped_steps(pipeline, effective, workdir / task.outputs[0],
+                                                                 log_path)]}
+
+
+def skipped_steps(pipeline, effective: dict, product: Path, log_path: Path) -> list[stepguard.Skip]:
+    """The steps that ended SKIPPED in the stage's main product, and whether anything asked for it."""
+    from astropy.io import fits
+
+    statuses = {k: v for k, v in fits.getheader(product).items() if k.startswith("S_")} if product.is_file() else {}
+    steps = {name: getattr(pipeline, name) for name in pipeline.step_defs}
+    log_text = log_path.read_text(encoding="utf-8", errors="replace")
+    return stepguard.check(
+        effective["steps"],
+        reference_types={name: list(step.reference_file_types) for name, step in steps.items()},
+        attributes={name: stepguard.CAL_STEP_ATTRIBUTE.get(name, step.class_alias or name)
+                    for name, step in steps.items()},
+        keywords=stepguard.status_keywords(), statuses=statuses,
+        not_applicable=stepguard.not_applicable_types(log_text), log_text=log_text)

@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "appliance"
 LAYERS = {
     0: ["appliance", "appliance.errors", "appliance.safety", "appliance.files"],
     1: ["appliance.workdir", "appliance.pipelines", "appliance.graph", "appliance.pin", "appliance.digest",
-        "appliance.crdsenv", "appliance.resources", "appliance.records"],
+        "appliance.crdsenv", "appliance.resources", "appliance.records", "appliance.parameters",
+        "appliance.stepguard"],
     2: ["appliance.recipe.*", "appliance.simulate.*", "appliance.postprocess.registry", "appliance.associations",
         "appliance.manifest", "appliance.incremental"],
     3: ["appliance.plan", "appliance.postprocess", "appliance.postprocess.planner", "appliance.postprocess.common",

@@ -144,21 +144,53 @@ def _write(path: Path, text: str) -> Path:
 
 
 @pytest.mark.e2e
-def test_the_exported_strun_script_gives_the_same_content_digests_as_run(tmp_path_factory, tmp_path):
+@pytest.mark.parametrize("parameters", ["recipe", "effective"])
+def test_the_exported_strun_script_gives_the_same_content_digests_as_run(tmp_path_factory, tmp_path, parameters):
+    """Parameter files holding the recipe's parameters alone (stpipe adds defaults and pars-* files), or every
+    step's effective parameters as the run recorded them (``--effective-from``): the same products either way."""
     from appliance.digest import content_digest
 
     base, manifest = small_run_once(tmp_path_factory)
     recipe = tmp_path / "small.toml"
     recipe.write_text(SMALL)  # the recipe the small run reduced
-    done = run_cli("export", str(recipe), "--out", str(tmp_path / "exported"))
+    extra = ["--effective-from", str(base)] if parameters == "effective" else []
+    done = run_cli("export", str(recipe), "--out", str(tmp_path / "exported"), *extra)
     assert done.returncode == 0, done.stderr
+    if parameters == "effective":
+        import asdf
+
+        with asdf.open(tmp_path / "exported" / "params" / "calwebb_detector1.asdf") as af:
+            steps = {s["name"]: s["parameters"] for s in af.tree["steps"]}
+        assert steps["jump"]["rejection_threshold"] == 4.0 and steps["emicorr"]["skip"] is False  # not in the recipe
     env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
            "CRDS_PATH": str(base / "crds_cache")}
     done = subprocess.run([str(tmp_path / "exported" / "reduce.sh"), str(base / "uncal"), str(tmp_path / "plain")],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[5/5] image3:F770W" in done.stdout
-    mismatched = [p["path"] for p in manifest["products"]
+    parameter_files = {t["parameter_file"] for t in manifest["tasks"] if "parameter_file" in t}  # the appliance's
+    mismatched = [p["path"] for p in manifest["products"] if p["path"] not in parameter_files
                   if not (tmp_path / "plain" / p["path"]).is_file()
                   or content_digest(tmp_path / "plain" / p["path"]) != p["content_digest"]]
     assert mismatched == []
+
+
+@pytest.mark.e2e
+def test_effective_from_refuses_a_record_that_carries_a_hook(tmp_path_factory, tmp_path):
+    """A record is untrusted: a pre_hook it carries must never reach the exported script's strun."""
+    import json
+    import shutil
+
+    base, _ = small_run_once(tmp_path_factory)
+    forged = tmp_path / "forged"
+    shutil.copytree(base / "records", forged / "records")
+    path = forged / "records" / "detector1_jw02732002001_02101_00001_mirimage.json"
+    record = json.loads(path.read_text())
+    record["effective_parameters"]["steps"]["jump"]["pre_hooks"] = ["touch PWNED"]
+    path.write_text(json.dumps(record))
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(SMALL)
+    done = run_cli("export", str(recipe), "--out", str(tmp_path / "exported"), "--effective-from", str(forged))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "jump.pre_hooks" in done.stderr and "runs code" in done.stderr
+    assert not (tmp_path / "exported").exists()

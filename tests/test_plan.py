@@ -88,8 +88,9 @@ def test_stage_tasks_name_every_file_they_may_write():
     plan = build_plan(recipe(), exposures())
     by_id = {t.id: t for t in plan.tasks}
     d1 = next(t for t in plan.tasks if t.kind == "detector1")
-    assert d1.produces == (f"stage1/{d1.subject}_*.fits",)
+    assert d1.produces == (f"stage1/{d1.subject}_*.fits", f"stage1/{d1.subject}_calwebb_detector1.asdf")
     i2 = by_id[f"image2:{d1.subject}"]
-    assert i2.produces == (f"stage2/{d1.subject}_*.fits", f"stage1/{d1.subject}_image2_asn.json")
+    assert i2.produces == (f"stage2/{d1.subject}_*.fits", f"stage1/{d1.subject}_image2_asn.json",
+                           f"stage2/{d1.subject}_calwebb_image2.asdf")
     i3 = next(t for t in plan.tasks if t.kind == "image3")
     assert i3.produces[0].startswith("stage3/jw") and i3.produces[-1].endswith("_image3_asn.json")

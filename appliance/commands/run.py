@@ -31,6 +31,8 @@ def add_parser(sub) -> None:
                    help="with --executor dask: an existing Dask cluster (default: a local one)")
     p.add_argument("--dask-cluster", default=None, metavar="slurm|FILE",
                    help="with --executor dask: start workers as SLURM jobs (dask-jobqueue); FILE: a TOML [slurm] table")
+    p.add_argument("--strict-steps", action="store_true",
+                   help="exit 1 when a step ended SKIPPED without being asked to (the manifest is still written)")
     p.set_defaults(func=cmd_run)
 
 
@@ -49,6 +51,8 @@ def cmd_run(args) -> int:
         print_decisions(reduction.dry_run(recipe_path(args.recipe), default_workdir(args), options))
         return 0
     result = reduction.run(recipe_path(args.recipe), default_workdir(args), options)
+    for line in result.unexpected_skips:
+        print(f"step guard: {line}")
     print(f"manifest: {result.manifest}")
     print(result.summary)
-    return 0
+    return 1 if args.strict_steps and result.unexpected_skips else 0

@@ -1,7 +1,8 @@
 """``report``: one self-contained HTML page per run, readable offline.
 
 It runs last and reads only the workdir: the recipe text (from its task
-parameters), the step statuses from the products' ``S_*`` header keywords, the
+parameters), the step statuses from the products' ``S_*`` header keywords and the
+stage tasks' records (which steps skipped, and why), the
 background levels and catalog sizes from the post-processing products, and the
 environment from this process (``importlib.metadata``, the CRDS variables).
 The manifest is written after every task, so the page cannot cite it; it says
@@ -154,11 +155,30 @@ def _header_context(workdir: Path) -> str | None:
     return None
 
 
-def render(workdir: Path, params: dict) -> str:
+def _skipped_steps(workdir: Path, task_ids) -> str:
+    """Each stage task's steps that ended SKIPPED, from its completion record (appliance.stepguard)."""
+    from appliance import records
+
+    rows = []
+    for task_id in task_ids:
+        for skip in (records.load(workdir, task_id) or {}).get("skipped_steps", []):
+            verdict = "expected" if skip.get("expected") else "NOT ASKED FOR"
+            rows.append(f'<tr><td>{_e(task_id)}</td><td>{_e(skip.get("step"))}</td><td>{_e(skip.get("keyword"))}</td>'
+                        f'<td class="{"skip" if skip.get("expected") else "fail"}">{verdict}</td><td>{_e(skip.get("why"))}</td></tr>')
+    if not rows:
+        return "<p>No step ended SKIPPED.</p>"
+    return ("<div class=scroll><table><tr><th>task</th><th>step</th><th>status keyword</th><th></th><th>why</th></tr>"
+            + "".join(rows) + "</table></div>")
+
+
+def render(workdir: Path, params: dict, task_ids=()) -> str:
     sections = [
         ("Previews", _previews(workdir)),
         ("Background", _backgrounds(workdir)),
         ("Catalogs", _catalogs(workdir)),
+        ("Skipped steps", "<p>Steps that ended <code>SKIPPED</code>: asked to (<code>skip = true</code>), not applicable "
+                          "(CRDS gives N/A for their reference), or neither, with the step's own log line.</p>"
+                          + _skipped_steps(workdir, task_ids)),
         ("Step statuses per product", "<p>From each product's <code>S_*</code> header keywords.</p>" + _status_tables(workdir)),
         ("Recipe", f"<p><code>{_e(params['recipe_file'])}</code></p><pre>{_e(params['recipe_text'])}</pre>"),
         ("Environment", _environment(workdir)),
@@ -177,7 +197,7 @@ def render(workdir: Path, params: dict) -> str:
 
 
 def run(task, workdir: Path) -> None:
-    text = render(workdir, task.params)
+    text = render(workdir, task.params, [d for d in task.deps if d.split(":")[0] in STAGES])
     target = workdir / task.outputs[0]
     with writing(target) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,106 @@
+"""Effective step parameters: what every step of a stage actually ran with.
+
+A stage's parameters come from three layers, merged by stpipe in this order:
+each step's defaults, then the CRDS ``pars-*`` reference files (when the
+recipe's ``use_step_pars`` is on), then the recipe.  The recipe holds only the
+last layer, so a changed default or ``pars-*`` file would go unseen; this
+module records the merged result of one stage task, as data (for the task
+record and the manifest) and as an stpipe parameter file (ASDF) that
+``strun --config`` and ``Pipeline.from_config_file`` read.
+
+Parameters that only say where files go (``output_dir``, ``input_dir``) are
+left out of both: they name the workdir, not the science, and would make
+the same reduction in two workdirs look different.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+#: Parameters that name places, not science: dropped from the record and the file.
+LOCATION_PARAMETERS = ("output_dir", "input_dir")
+
+
+def step_config_class():
+    """stpipe's ``StepConfig`` (the ASDF parameter-file writer), wherever this stpipe keeps it."""
+    try:
+        from stpipe.config import StepConfig
+    except ImportError:  # stpipe 1.x keeps it (what Step.export_config uses) here
+        from stpipe._config import StepConfig
+    return StepConfig
+
+
+def configured(pipeline_class, source: str, **parameters):
+    """The pipeline instance exactly as ``Pipeline.call(source, **parameters)`` builds it before running:
+    defaults, then the CRDS ``pars-*`` files (stpipe's own ``build_config``), then ``parameters``."""
+    config, config_file = pipeline_class.build_config(source, **parameters)
+    config.pop("class", None)
+    return pipeline_class.from_config_section(config, name=config.get("name"), config_file=config_file)
+
+
+def plain(value):
+    """A parameter value as JSON and YAML take it: tuples become lists, non-finite floats strings."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _science(parameters: dict) -> dict:
+    return {k: plain(v) for k, v in parameters.items() if k not in LOCATION_PARAMETERS and k != "steps"}
+
+
+def effective_parameters(pipeline) -> dict:
+    """``{"pipeline": {...}, "steps": {step: {...}}}``: every parameter, in the pipeline's step order."""
+    return {"pipeline": _science(pipeline.get_pars()),
+            "steps": {name: _science(getattr(pipeline, name).get_pars())
+                      for name in pipeline.step_defs}}
+
+
+def save(pipeline, effective: dict, path: Path) -> Path:
+    """``effective`` as an stpipe parameter file for ``pipeline``'s class; written under a temporary
+    name, read back with ``from_config_file``, then renamed into place."""
+    from stpipe.utilities import get_fully_qualified_class_name
+
+    step_config = step_config_class()
+    steps = [step_config(get_fully_qualified_class_name(getattr(pipeline, name)), name, params, [])
+             for name, params in effective["steps"].items()]
+    config = step_config(get_fully_qualified_class_name(pipeline), type(pipeline).__name__,
+                         effective["pipeline"], steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with config.to_asdf() as af:
+            af.write_to(str(temporary))
+        type(pipeline).from_config_file(str(temporary))  # stpipe reads it back, or this raises
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def changed_parameters(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    """``(step.parameter, old, new)`` for every parameter whose effective value differs between two
+    records (a parameter that exists on one side only shows ``None`` on the other)."""
+    changes = []
+    for scope in sorted(set(old.get("steps", {})) | set(new.get("steps", {}))):
+        a, b = old.get("steps", {}).get(scope, {}), new.get("steps", {}).get(scope, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                changes.append((f"{scope}.{key}", a.get(key), b.get(key)))
+    return changes
+
+
+def task_parameter_changes(old_tasks, new_tasks) -> list[str]:
+    """``image3:F770W: tweakreg.snr_threshold 10.0 -> 5.0`` for each effective parameter that differs between
+    the same task of two runs (tasks as the manifest records them: ``id`` and ``effective_parameters``)."""
+    new = {t.id: t.effective_parameters for t in new_tasks if t.effective_parameters}
+    return [f"{t.id}: {name} {before!r} -> {after!r}" for t in old_tasks if t.effective_parameters and t.id in new
+            for name, before, after in changed_parameters(t.effective_parameters, new[t.id])]

@@ -1,0 +1,43 @@
+"""Effective step parameters: the merged values as data and as an stpipe parameter file strun reads."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from appliance import parameters
+
+
+@pytest.fixture()
+def no_step_pars(monkeypatch):
+    monkeypatch.setenv("STPIPE_DISABLE_CRDS_STEPPARS", "true")
+
+
+def test_plain_values():
+    assert parameters.plain({"a": (1, 2.5), "b": None, "c": math.inf, 3: object}) == {
+        "a": [1, 2.5], "b": None, "c": "inf", "3": str(object)}
+
+
+def test_changed_parameters_names_each_step_parameter():
+    old = {"steps": {"jump": {"rejection_threshold": 4.0, "old": 1}, "skymatch": {"skip": False}}}
+    new = {"steps": {"jump": {"rejection_threshold": 5.0, "new": 2}, "skymatch": {"skip": False}}}
+    assert parameters.changed_parameters(old, new) == [
+        ("jump.new", None, 2), ("jump.old", 1, None), ("jump.rejection_threshold", 4.0, 5.0)]
+
+
+def test_the_parameter_file_loads_back_with_every_effective_value(tmp_path, no_step_pars):
+    from jwst.pipeline import Detector1Pipeline
+
+    pipeline = Detector1Pipeline(steps={"jump": {"rejection_threshold": 5.5}, "ipc": {"skip": True}},
+                                 output_dir=str(tmp_path / "stage1"))
+    effective = parameters.effective_parameters(pipeline)
+    assert list(effective["steps"]) == list(Detector1Pipeline.step_defs)  # the pipeline's order
+    assert effective["steps"]["jump"]["rejection_threshold"] == 5.5 and effective["steps"]["ipc"]["skip"] is True
+    assert "output_dir" not in effective["pipeline"] and "output_dir" not in effective["steps"]["jump"]
+    path = parameters.save(pipeline, effective, tmp_path / "stage1" / "x_calwebb_detector1.asdf")
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+    again = Detector1Pipeline.from_config_file(str(path))
+    assert again.jump.rejection_threshold == 5.5 and again.ipc.skip is True
+    assert parameters.effective_parameters(again) == effective
+    assert str(tmp_path) not in path.read_bytes().decode("latin-1")  # nothing names the workdir
