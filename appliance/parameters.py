@@ -10,7 +10,10 @@ record and the manifest) and as an stpipe parameter file (ASDF) that
 
 Parameters that only say where files go (``output_dir``, ``input_dir``) are
 left out of both: they name the workdir, not the science, and would make
-the same reduction in two workdirs look different.
+the same reduction in two workdirs look different.  So is ``maximum_cores``
+(jump, ramp_fit): it spreads the work over processes without changing the
+products, depends on the executor's worker share, and the task's record keeps
+its effective value on its own (``maximum_cores``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import math
 import os
 from pathlib import Path
 
-#: Parameters that name places, not science: dropped from the record and the file.
-LOCATION_PARAMETERS = ("output_dir", "input_dir")
+#: Parameters that name places or share out cores, not science: dropped from the record and the file.
+NOT_SCIENCE_PARAMETERS = ("output_dir", "input_dir", "maximum_cores")
 
 
 def step_config_class():
@@ -54,7 +57,7 @@ def plain(value):
 
 
 def _science(parameters: dict) -> dict:
-    return {k: plain(v) for k, v in parameters.items() if k not in LOCATION_PARAMETERS and k != "steps"}
+    return {k: plain(v) for k, v in parameters.items() if k not in NOT_SCIENCE_PARAMETERS and k != "steps"}
 
 
 def effective_parameters(pipeline) -> dict:

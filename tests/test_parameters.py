@@ -35,6 +35,7 @@ def test_the_parameter_file_loads_back_with_every_effective_value(tmp_path, no_s
     assert list(effective["steps"]) == list(Detector1Pipeline.step_defs)  # the pipeline's order
     assert effective["steps"]["jump"]["rejection_threshold"] == 5.5 and effective["steps"]["ipc"]["skip"] is True
     assert "output_dir" not in effective["pipeline"] and "output_dir" not in effective["steps"]["jump"]
+    assert "maximum_cores" not in effective["steps"]["jump"]
     path = parameters.save(pipeline, effective, tmp_path / "stage1" / "x_calwebb_detector1.asdf")
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
     again = Detector1Pipeline.from_config_file(str(path))
