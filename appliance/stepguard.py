@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import cache
 
 SKIPPED = "SKIPPED"
 FAILED = "FAILED"
@@ -45,8 +46,10 @@ class Skip:
         return asdict(self)
 
 
+@cache
 def status_keywords() -> dict[str, str]:
-    """``meta.cal_step`` attribute -> its FITS keyword (``dark_sub`` -> ``S_DARK``), from the datamodels schema."""
+    """``meta.cal_step`` attribute -> its FITS keyword (``dark_sub`` -> ``S_DARK``), from the datamodels schema
+    (read once per process: a worker checks every stage task it runs against it)."""
     from stdatamodels.jwst.datamodels import ImageModel
 
     with ImageModel() as model:
