@@ -3,8 +3,11 @@
 ``plan_build`` decides everything ``docker build`` will be given (made
 without a daemon, and tested so): the context is exactly what the image needs
 (the code, the recipes, ``container/`` and the wheelhouse), with fixed file
-times and owners, and the build arguments carry ``container/pin.toml`` and
-the lock's sha256 into the Dockerfile.  The locked wheels missing from
+times and owners, and the build arguments carry the release's pin and its
+lock's sha256 into the Dockerfile.  ``--release V`` builds another supported
+release (:mod:`appliance.releases`): its pin and lock take the places of
+``container/pin.toml`` and ``container/requirements.lock`` in the context, so the
+Dockerfile and the image look the same for every release.  The locked wheels missing from
 ``container/wheels`` are fetched on the host first (:func:`fetch_wheels`), so
 the build runs with ``--network none`` (``--online`` lets pip download inside
 the build instead).
@@ -24,7 +27,8 @@ from pathlib import Path
 
 from appliance.engine import get_image
 from appliance.errors import UserError, WorkFailed, short_reason
-from appliance.pin import LABEL_CRDS_CONTEXT, LABEL_JWST, LABEL_LOCK_SHA256, LOCK_PATH, ROOT, build_args, load_pin, lock_sha256
+from appliance.pin import LABEL_CRDS_CONTEXT, LABEL_JWST, LABEL_LOCK_SHA256, LOCK_PATH, ROOT, build_args, lock_sha256
+from appliance.releases import DEFAULT_WHEELHOUSE, Release, default_release, get_release
 
 IMAGE_REPO = "jwst-appliance"
 
@@ -33,9 +37,6 @@ DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"  # the Dockerfile's default; pi
 
 
 LOCAL_BASE_IMAGE = "appliance-base:bookworm"  # what container/make-base-image.sh makes
-
-
-DEFAULT_WHEELHOUSE = ROOT / "container" / "wheels"
 
 
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "run.py", "pyproject.toml")
@@ -47,17 +48,22 @@ CONTEXT_DIRS = ("appliance", "recipes", "container")
 CONTEXT_SKIP = re.compile(r"(^|/)(__pycache__|\.pytest_cache)(/|$)|\.py[co]$")
 
 
+CONTEXT_LEFT_OUT = ("container/wheels/", "container/releases/")  # the wheelhouse is added apart
+
+
 CONTEXT_MTIME = 315532800  # 1980-01-01: a fixed time makes the context (and COPY layers) reproducible
 
 
-def default_tag() -> str:
-    return f"{IMAGE_REPO}:{load_pin().jwst}"
+def default_tag(release: Release | None = None) -> str:
+    """``jwst-appliance:<jwst version>`` of the release (default: the default release)."""
+    return f"{IMAGE_REPO}:{(release or default_release()).version}"
 
 
-def image_labels_from_pin() -> dict[str, str]:
-    """The appliance labels an image built from this checkout carries (the pin and the lock)."""
-    pin = load_pin()
-    return {LABEL_JWST: pin.jwst, LABEL_CRDS_CONTEXT: pin.crds_context, LABEL_LOCK_SHA256: lock_sha256()}
+def image_labels_from_pin(release: Release | None = None) -> dict[str, str]:
+    """The appliance labels an image of this release built from this checkout carries (the pin and the lock)."""
+    release = release or default_release()
+    return {LABEL_JWST: release.pin.jwst, LABEL_CRDS_CONTEXT: release.pin.crds_context,
+            LABEL_LOCK_SHA256: lock_sha256(release.lock_path)}
 
 
 def missing_wheels(wheelhouse: Path, lock: Path = LOCK_PATH) -> list[str]:
@@ -110,6 +116,7 @@ class BuildOptions:
     online: bool = False
     no_cache: bool = False
     quiet: bool = False
+    release: str | None = None  # a supported jwst release (None: the default release)
 
 
 @dataclass
@@ -121,28 +128,32 @@ class BuildPlan:
     network: str | None
     wheelhouse: Path | None
     crds_cache: Path | None
+    release: Release
     files: list[tuple[Path, str]] = field(default_factory=list)  # (host path, path in the context)
     missing_wheels: list[str] = field(default_factory=list)  # to fetch on the host before building
 
 
 def plan_build(args: BuildOptions, environ=os.environ) -> BuildPlan:
     """Everything the build will be given, decided without a daemon: tag, build arguments, context, network."""
-    tag = args.tag or default_tag()
+    release = get_release(args.release)
+    tag = args.tag or default_tag(release)
     base = args.base_image or environ.get("APPLIANCE_BASE_IMAGE") or DEFAULT_BASE_IMAGE
-    buildargs = {**build_args(), "BASE_IMAGE": base, "VCS_REF": git_revision(), "BUILD_DATE": build_date(),
+    buildargs = {**build_args(release.pin_path, release.lock_path), "BASE_IMAGE": base, "VCS_REF": git_revision(), "BUILD_DATE": build_date(),
                  "SOURCE_URL": environ.get("APPLIANCE_SOURCE_URL", "")}
 
     online = args.online
     if online and args.wheelhouse is not None:
         raise UserError("--online and --wheelhouse exclude each other")
-    wheelhouse = None if online else (args.wheelhouse if args.wheelhouse is not None else DEFAULT_WHEELHOUSE)
+    own_wheelhouse = DEFAULT_WHEELHOUSE if release.default else release.wheelhouse
+    wheelhouse = None if online else (args.wheelhouse if args.wheelhouse is not None else own_wheelhouse)
     if args.wheelhouse is not None and not args.wheelhouse.is_dir():
         raise UserError(f"--wheelhouse {args.wheelhouse}: no such directory (container/fetch-wheels.sh makes it)")
-    missing = missing_wheels(wheelhouse) if wheelhouse is not None else []
+    missing = missing_wheels(wheelhouse, release.lock_path) if wheelhouse is not None else []
     if missing and args.wheelhouse is not None:
         raise UserError(
             f"--wheelhouse {wheelhouse}: {len(missing)} locked wheel(s) missing, e.g. {missing[0]}; "
-            f"run container/fetch-wheels.sh {wheelhouse}"
+            f"run {'' if release.default else f'LOCK={release.lock_path.relative_to(ROOT)} '}"
+            f"container/fetch-wheels.sh {wheelhouse}"
         )
     buildargs["WHEELS"] = "online" if online else "offline"
     network = args.network or ("none" if not online and not args.crds_sync else None)
@@ -159,8 +170,8 @@ def plan_build(args: BuildOptions, environ=os.environ) -> BuildPlan:
             raise UserError("--crds-sync needs network inside the build, not --network none")
         buildargs["CRDS_SYNC"] = "1"
 
-    files = list(context_files(wheelhouse, crds_cache))
-    return BuildPlan(tag, buildargs, network, wheelhouse, crds_cache, files, missing)
+    files = list(context_files(wheelhouse, crds_cache, release))
+    return BuildPlan(tag, buildargs, network, wheelhouse, crds_cache, release, files, missing)
 
 
 def fetch_wheels(plan: BuildPlan) -> None:
@@ -176,7 +187,7 @@ def fetch_wheels(plan: BuildPlan) -> None:
     print(f"fetching {len(plan.missing_wheels)} locked wheel(s) on the host into {plan.wheelhouse} "
           f"(hash-checked; {plan.missing_wheels[0]}{', ...' if len(plan.missing_wheels) > 1 else ''})",
           file=sys.stderr, flush=True)
-    env = {**os.environ, "PYTHON": sys.executable}
+    env = {**os.environ, "PYTHON": sys.executable, "LOCK": str(plan.release.lock_path)}
     done = subprocess.run(["sh", str(ROOT / "container" / "fetch-wheels.sh"), str(plan.wheelhouse)],
                           capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -185,20 +196,26 @@ def fetch_wheels(plan: BuildPlan) -> None:
         raise WorkFailed(f"cannot fetch the locked wheels on this host ({said[:200]}); make the package index "
                          f"reachable, copy the wheels into {plan.wheelhouse}, or build with --online")
     print(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "wheels fetched", file=sys.stderr)
-    plan.files = list(context_files(plan.wheelhouse, plan.crds_cache))
+    plan.files = list(context_files(plan.wheelhouse, plan.crds_cache, plan.release))
     plan.missing_wheels = []
 
 
-def context_files(wheelhouse: Path | None, crds_cache: Path | None):
-    """(host path, context path) pairs of the build context, sorted and reproducible."""
+def context_files(wheelhouse: Path | None, crds_cache: Path | None, release: Release | None = None):
+    """(host path, context path) pairs of the build context, sorted and reproducible.
+
+    The release's pin and lock are ``container/pin.toml`` and ``container/requirements.lock``
+    of the context; ``container/releases/`` (the other releases) stays out.
+    """
+    release = release or default_release()
+    own = {"container/pin.toml": release.pin_path, "container/requirements.lock": release.lock_path}
     for name in CONTEXT_FILES:
         if (ROOT / name).is_file():
             yield ROOT / name, name
     for top in CONTEXT_DIRS:
         for path in sorted((ROOT / top).rglob("*")):
             rel = path.relative_to(ROOT).as_posix()
-            if path.is_file() and not CONTEXT_SKIP.search(rel) and not rel.startswith("container/wheels/"):
-                yield path, rel
+            if path.is_file() and not CONTEXT_SKIP.search(rel) and not rel.startswith(CONTEXT_LEFT_OUT):
+                yield own.get(rel, path), rel
     if wheelhouse is not None:
         for whl in sorted(wheelhouse.glob("*.whl")):
             yield whl, f"container/wheels/{whl.name}"
@@ -328,3 +345,18 @@ def ensure_base_image(client, base: str, *, explicit: bool = True) -> str:
         f"base image {base} is not here and cannot be pulled ({reason}); pull or load it, or make "
         f"{LOCAL_BASE_IMAGE} with `sudo container/make-base-image.sh` and pass --base-image {LOCAL_BASE_IMAGE}"
     )
+
+
+def image_state(client, release: Release) -> str:
+    """What the local engine holds for the release's default tag: built (matching lock), stale, or nothing."""
+    import docker
+
+    tag = default_tag(release)
+    try:
+        image = client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return f"{tag}: not built (python run.py docker build{'' if release.default else ' --release ' + release.version})"
+    labels = image.labels or {}
+    if labels.get(LABEL_LOCK_SHA256) != lock_sha256(release.lock_path):
+        return f"{tag}: {image.short_id}, built from another lock: rebuild it"
+    return f"{tag}: {image.short_id.removeprefix('sha256:')}, {image.attrs.get('Size', 0) / 1e6:.0f} MB"

@@ -27,7 +27,8 @@ from pathlib import Path, PurePosixPath
 from appliance.engine import connect, get_image, image_digest
 from appliance.errors import UserError, WorkFailed
 from appliance.image import default_tag
-from appliance.pin import IMAGE_DIGEST_ENV, IMAGE_ID_ENV, IMAGE_INFO_ENV, LABEL_CRDS_CONTEXT, LABEL_JWST, LABEL_LOCK_SHA256, lock_sha256
+from appliance.pin import IMAGE_DIGEST_ENV, IMAGE_ID_ENV, IMAGE_INFO_ENV, LABEL_CRDS_CONTEXT, LABEL_JWST, LABEL_LOCK_SHA256, ROOT, lock_sha256
+from appliance.releases import get_release, release_of_lock
 from appliance.workdir import check_workdir
 
 WORK_MOUNT = "/work"
@@ -71,6 +72,7 @@ class RunOptions:
     env: tuple[str, ...] = ()  # NAME or NAME=VALUE, never a secret
     allow_env_mismatch: bool = False
     run_args: tuple[str, ...] = ()  # more arguments for `run.py run` inside
+    release: str | None = None  # the image of this supported jwst release (default: the default release)
 
 
 @dataclass
@@ -240,12 +242,22 @@ def check_image(image, recipe, *, allow_mismatch: bool) -> list[str]:
     if LABEL_LOCK_SHA256 not in labels or LABEL_JWST not in labels:
         raise UserError(f"image {name} is not a jwst appliance image (it has no {LABEL_LOCK_SHA256} label)")
     problems = []
-    here = lock_sha256()
-    if labels[LABEL_LOCK_SHA256] != here:
-        problems.append(
-            f"image {name} was built from another lock (sha256 {labels[LABEL_LOCK_SHA256][:12]}…) than "
-            f"container/requirements.lock ({here[:12]}…): rebuild it with `python run.py docker build`"
-        )
+    release = release_of_lock(labels[LABEL_LOCK_SHA256])
+    if release is None or release.version != labels[LABEL_JWST]:
+        try:
+            own = get_release(labels[LABEL_JWST])
+        except UserError:
+            own = None
+        if own is None:
+            problems.append(f"image {name} holds jwst {labels[LABEL_JWST]}, which is not a release this "
+                            f"checkout supports (`python run.py releases` lists them)")
+        else:
+            here = lock_sha256(own.lock_path)
+            rebuild = "python run.py docker build" + ("" if own.default else f" --release {own.version}")
+            problems.append(
+                f"image {name} was built from another lock (sha256 {labels[LABEL_LOCK_SHA256][:12]}…) than "
+                f"{own.lock_path.relative_to(ROOT)} ({here[:12]}…): rebuild it with `{rebuild}`"
+            )
     from appliance.recipe import environment_mismatches
 
     context = labels.get(LABEL_CRDS_CONTEXT, "")
@@ -271,9 +283,10 @@ def run_recipe(args: RunOptions) -> int:
     recipe = load_recipe(args.recipe)
     plan = plan_run(args, recipe)
     client = connect()
-    image_name = args.image or default_tag()
-    image = get_image(client, image_name, "python run.py docker build"
-                      + ("" if image_name == default_tag() else f" --tag {image_name}"))
+    release = get_release(args.release)
+    image_name = args.image or default_tag(release)
+    build = "python run.py docker build" + ("" if release.default else f" --release {release.version}")
+    image = get_image(client, image_name, build + ("" if image_name == default_tag(release) else f" --tag {image_name}"))
     for line in check_image(image, recipe, allow_mismatch=args.allow_env_mismatch):
         print(f"warning: {line}", file=sys.stderr)
     plan.environment[IMAGE_ID_ENV] = image.id

@@ -89,15 +89,15 @@ def save(pipeline, effective: dict, path: Path) -> Path:
     return path
 
 
-def changed_parameters(old: dict, new: dict) -> list[tuple[str, object, object]]:
+def changed_parameters(old: dict, new: dict, missing=None) -> list[tuple[str, object, object]]:
     """``(step.parameter, old, new)`` for every parameter whose effective value differs between two
-    records (a parameter that exists on one side only shows ``None`` on the other)."""
+    records (a parameter that exists on one side only shows ``missing`` on the other)."""
     changes = []
     for scope in sorted(set(old.get("steps", {})) | set(new.get("steps", {}))):
         a, b = old.get("steps", {}).get(scope, {}), new.get("steps", {}).get(scope, {})
         for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                changes.append((f"{scope}.{key}", a.get(key), b.get(key)))
+            if a.get(key, missing) != b.get(key, missing):
+                changes.append((f"{scope}.{key}", a.get(key, missing), b.get(key, missing)))
     return changes
 
 

@@ -1,8 +1,12 @@
-"""The one place that pairs the jwst release with its CRDS context: ``container/pin.toml``.
+"""The one place that pairs a jwst release with its CRDS context: a ``pin.toml``.
 
+``container/pin.toml`` pins the default release (the host venv's, and the image
+``run.py docker build`` makes); each other supported release has its own pin
+beside its own lock in ``container/releases/<version>/`` (:mod:`appliance.releases`).
 ``run.py`` (to compare a recipe's ``[environment]`` with what is installed),
-the image build (labels, ``CRDS_CONTEXT``) and the Docker launcher all read the
-pin through :func:`load_pin`; nothing else repeats the numbers.
+the image build (labels, ``CRDS_CONTEXT``) and the Docker launcher all read a
+pin through :func:`load_pin`; nothing else repeats the numbers.  Inside an
+image, ``container/pin.toml`` is the pin of the release the image holds.
 
 This module also names the image labels and the image-information file the
 container carries, so the launcher, the Dockerfile's helper and the manifest
@@ -49,14 +53,21 @@ IMAGE_DIGEST_ENV = "APPLIANCE_IMAGE_DIGEST"
 
 _VERSION = re.compile(r"^\d+(\.\d+)*([a-z0-9.+-]*)$")
 _CONTEXT = re.compile(r"^jwst_\d{4}\.pmap$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
 class Pin:
-    """The pinned pipeline release and the CRDS context that goes with it."""
+    """The pinned pipeline release, the CRDS context that goes with it, and the lock's cut-off date.
+
+    ``exclude_newer`` (``YYYY-MM-DD``, optional) is the date the release's lock
+    was resolved at: no distribution uploaded after it, so a pinned release gets
+    the dependencies of its own time (``container/lock.sh`` passes it to uv).
+    """
 
     jwst: str
     crds_context: str
+    exclude_newer: str | None = None
 
 
 def load_pin(path: str | os.PathLike | None = None) -> Pin:
@@ -69,14 +80,17 @@ def load_pin(path: str | os.PathLike | None = None) -> Pin:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
     values = {}
-    for key, pattern, example in (("jwst", _VERSION, "X.Y.Z"), ("crds_context", _CONTEXT, "jwst_NNNN.pmap")):
+    for key, pattern, example in (("jwst", _VERSION, "X.Y.Z"), ("crds_context", _CONTEXT, "jwst_NNNN.pmap"),
+                                  ("exclude_newer", _DATE, "YYYY-MM-DD")):
         value = data.get(key)
+        if key == "exclude_newer" and value is None:
+            continue
         if not isinstance(value, str) or not pattern.match(value):
             raise UserError(f"{path}: {key}: expected a string like {example}, found {value!r}")
         values[key] = value
-    unknown = sorted(set(data) - set(values))
+    unknown = sorted(set(data) - {"jwst", "crds_context", "exclude_newer"})
     if unknown:
-        raise UserError(f"{path}: unknown key {unknown[0]!r} (expected jwst, crds_context)")
+        raise UserError(f"{path}: unknown key {unknown[0]!r} (expected jwst, crds_context, exclude_newer)")
     return Pin(**values)
 
 
@@ -135,15 +149,15 @@ def read_image_info(environ=os.environ) -> dict | None:
     return {"id": image_id, "digest": environ.get(IMAGE_DIGEST_ENV) or None, "labels": labels or {}}
 
 
-def build_args() -> dict[str, str]:
+def build_args(pin_path: str | os.PathLike | None = None, lock_path: str | os.PathLike | None = None) -> dict[str, str]:
     """The build arguments the Dockerfile requires: the pin, the lock's hash, the appliance version."""
     from appliance import __version__
 
-    pin = load_pin()
+    pin = load_pin(pin_path)
     return {
         "JWST_VERSION": pin.jwst,
         "CRDS_CONTEXT": pin.crds_context,
-        "LOCK_SHA256": lock_sha256(),
+        "LOCK_SHA256": lock_sha256(lock_path),
         "APPLIANCE_VERSION": __version__,
     }
 

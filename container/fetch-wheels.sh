@@ -3,6 +3,7 @@
 # so the image builds with no network (`pip install --no-index --find-links`).
 #
 #   container/fetch-wheels.sh [DIR]          # default DIR: container/wheels (git-ignored)
+#   LOCK=container/releases/2.0.1/requirements.lock container/fetch-wheels.sh container/releases/2.0.1/wheels
 #
 # `python run.py docker build` runs this itself when the wheelhouse is incomplete.
 # WHEELS_INDEX_URL names another index (default PyPI).
@@ -16,7 +17,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-LOCK=container/requirements.lock
+LOCK=${LOCK:-container/requirements.lock}
 DIR=${1:-container/wheels}
 PYTHON=${PYTHON:-python3}
 [ -f "$LOCK" ] || { echo "fetch-wheels: $LOCK is missing (container/lock.sh makes it)" >&2; exit 2; }

@@ -17,12 +17,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "appliance"
 #: Which module may import which: a module imports only from its own layer or lower ones.
 #: A name ending in ".*" stands for a package and all its modules.
 LAYERS = {
-    0: ["appliance", "appliance.errors", "appliance.safety", "appliance.files"],
+    0: ["appliance", "appliance.errors", "appliance.safety", "appliance.files", "appliance.compat"],
     1: ["appliance.workdir", "appliance.pipelines", "appliance.graph", "appliance.pin", "appliance.digest",
         "appliance.crdsenv", "appliance.resources", "appliance.records", "appliance.parameters",
         "appliance.stepguard"],
     2: ["appliance.recipe.*", "appliance.simulate.*", "appliance.postprocess.registry", "appliance.associations",
-        "appliance.manifest", "appliance.incremental"],
+        "appliance.manifest", "appliance.incremental", "appliance.releases"],
     3: ["appliance.plan", "appliance.postprocess", "appliance.postprocess.planner", "appliance.postprocess.common",
         "appliance.postprocess.background", "appliance.postprocess.catalog", "appliance.postprocess.preview",
         "appliance.postprocess.astrometry", "appliance.postprocess.report", "appliance.stages", "appliance.runner",

@@ -12,7 +12,10 @@ def add_parser(subparsers) -> None:
     sub = parser.add_subparsers(dest="docker_command", required=True, metavar="{build,run}")
 
     p = sub.add_parser("build", help="build the appliance image, hermetic: locked wheels fetched on the host first")
-    p.add_argument("--tag", default=None, help=f"image tag (default {IMAGE_REPO}:<jwst version of the pin>)")
+    p.add_argument("--tag", default=None, help=f"image tag (default {IMAGE_REPO}:<jwst version of the release>)")
+    p.add_argument("--release", default=None, metavar="VERSION",
+                   help="build the image of this supported jwst release (`run.py releases` lists them; "
+                        "default: container/pin.toml's)")
     p.add_argument("--base-image", default=None,
                    help=f"base image (default $APPLIANCE_BASE_IMAGE or {DEFAULT_BASE_IMAGE}; pin it by digest, "
                         f"or make {LOCAL_BASE_IMAGE} with container/make-base-image.sh)")
@@ -35,7 +38,9 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("run", help="run a recipe inside the appliance image")
     p.add_argument("recipe", type=Path)
     p.add_argument("--workdir", type=Path, default=None, help="host directory for the products (default work/<recipe>)")
-    p.add_argument("--image", default=None, help=f"image (default {IMAGE_REPO}:<jwst version of the pin>)")
+    p.add_argument("--image", default=None, help=f"image (default {IMAGE_REPO}:<jwst version of the release>)")
+    p.add_argument("--release", default=None, metavar="VERSION",
+                   help="run in the image of this supported jwst release (default: container/pin.toml's)")
     p.add_argument("--network", choices=("auto", "none", "bridge", "host"), default="auto",
                    help="auto: none when the recipe's inputs are local or simulated, bridge for MAST")
     p.add_argument("--user", default=None, help="UID:GID inside the container (default: yours)")
@@ -53,7 +58,7 @@ def cmd_build(args) -> int:
 
     options = BuildOptions(tag=args.tag, base_image=args.base_image, wheelhouse=args.wheelhouse,
                            crds_cache=args.crds_cache, crds_sync=args.crds_sync, network=args.network,
-                           online=args.online, no_cache=args.no_cache, quiet=args.quiet)
+                           online=args.online, no_cache=args.no_cache, quiet=args.quiet, release=args.release)
     plan, image, seconds = build(options)
     print(f"{plan.tag} {image.id} {image.attrs.get('Size', 0) / 1e6:.0f} MB in {seconds:.0f} s")
     return 0
@@ -64,4 +69,4 @@ def cmd_run(args) -> int:
 
     return run_recipe(RunOptions(recipe=args.recipe, workdir=args.workdir, image=args.image, network=args.network,
                                  user=args.user, env=tuple(args.env), allow_env_mismatch=args.allow_env_mismatch,
-                                 run_args=tuple(args.run_args)))
+                                 run_args=tuple(args.run_args), release=args.release))

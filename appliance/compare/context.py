@@ -8,6 +8,7 @@ from collections import defaultdict
 from appliance.compare.model import Change
 from appliance.graph import flatten_params
 from appliance.manifest import ImageRecord, Manifest
+from appliance.parameters import changed_parameters
 
 def context_changes(base: Manifest, new: Manifest, pairs) -> list[Change]:
     """What changed around the products: recipe, parameters, environment, references, statuses, inputs."""
@@ -16,6 +17,7 @@ def context_changes(base: Manifest, new: Manifest, pairs) -> list[Change]:
         out.append(Change("recipe", f"recipe text changed (sha256 {base.recipe_sha256[:12]}… → "
                                     f"{new.recipe_sha256[:12]}…)"))
     out += _parameter_changes(base, new)
+    out += _effective_parameter_changes(base, new)
     eb, en = base.environment, new.environment
     for key in ("crds_context", "crds_mode", "use_step_pars"):
         if getattr(eb, key) != getattr(en, key):
@@ -77,6 +79,24 @@ def _parameter_changes(base: Manifest, new: Manifest) -> list[Change]:
     return out
 
 
+def _effective_parameter_changes(base: Manifest, new: Manifest) -> list[Change]:
+    """The parameters the steps actually ran with (defaults, ``pars-*``, recipe) that differ, per stage:
+    with one recipe on two jwst releases, these are the defaults that changed between them."""
+    tb = {t.id: t for t in base.tasks if t.effective_parameters}
+    grouped: dict[tuple, list[str]] = defaultdict(list)
+    for task in new.tasks:
+        if task.effective_parameters and task.id in tb:
+            kind = task.kind or task.id.partition(":")[0]
+            for name, va, vb in changed_parameters(tb[task.id].effective_parameters, task.effective_parameters,
+                                                   missing=_ABSENT):
+                grouped[(kind, name, _show(va), _show(vb))].append(task.id)
+    out = []
+    for (kind, name, va, vb), ids in grouped.items():
+        where = f"{len(ids)} {kind} task{'s' if len(ids) != 1 else ''}"
+        out.append(Change("effective parameters", f"{kind} {name}: {va} → {vb} ({where})"))
+    return out
+
+
 class _Default:
     def __repr__(self) -> str:
         return "(default)"
@@ -85,9 +105,17 @@ class _Default:
 _DEFAULT = _Default()
 
 
+class _Absent:
+    def __repr__(self) -> str:
+        return "(no such parameter)"
+
+
+_ABSENT = _Absent()
+
+
 def _show(value) -> str:
-    if value is _DEFAULT:
-        return "(default)"
+    if value is _DEFAULT or value is _ABSENT:
+        return repr(value)
     return json.dumps(value) if not isinstance(value, str) else repr(value)
 
 

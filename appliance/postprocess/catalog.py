@@ -54,6 +54,7 @@ def measure(image: Image, rms: np.ndarray, *, threshold: float = 3.0, npixels: i
     from astropy.table import Table
     from photutils.segmentation import SourceCatalog, deblend_sources, detect_sources
 
+    from appliance.compat import source_property
     from appliance.postprocess.background import smooth
 
     scale, flux_unit = flux_scale(image)
@@ -91,7 +92,7 @@ def measure(image: Image, rms: np.ndarray, *, threshold: float = 3.0, npixels: i
     snr = flux / flux_err if error is not None else np.full(len(cat), np.nan)
     moments_fwhm = np.asarray(cat.fwhm.to_value(u.pix)) * pixel_scale
     point_like = moments_fwhm < POINT_LIKE_FWHM * fwhm * pixel_scale
-    x, y = np.asarray(cat.x_centroid_win), np.asarray(cat.y_centroid_win)
+    x, y = (np.asarray(source_property(cat, name)) for name in ("x_centroid_win", "y_centroid_win"))
     apcorr, method = aperture_correction(x, y, flux, total, snr, point_like, fwhm, radius)
     meta.update(n_sources=len(cat), apcorr=round(apcorr, 6), apcorr_method=method)
     if image.wcs is not None:
@@ -99,12 +100,12 @@ def measure(image: Image, rms: np.ndarray, *, threshold: float = 3.0, npixels: i
         ra, dec = sky.ra.deg, sky.dec.deg
     else:
         ra = dec = np.full(len(cat), np.nan)
-    kron, kron_err = cat.kron_flux, cat.kron_flux_err
+    kron, kron_err = cat.kron_flux, source_property(cat, "kron_flux_err")
     columns = {
         "id": np.asarray(cat.label), "x": x, "y": y, "ra": ra, "dec": dec,
         "aper_flux": flux, "aper_flux_err": flux_err,
         "aper_total_flux": flux * apcorr, "aper_total_flux_err": flux_err * apcorr,
-        "segment_flux": cat.segment_flux, "segment_flux_err": cat.segment_flux_err,
+        "segment_flux": cat.segment_flux, "segment_flux_err": source_property(cat, "segment_flux_err"),
         "kron_flux": kron, "kron_flux_err": kron_err,
         "snr": snr, "fwhm": moments_fwhm, "point_like": point_like,
         "area": np.asarray(cat.area.to_value(u.pix**2)),

@@ -50,6 +50,7 @@ NOT_APPLICABLE = (
     "bkg", "camera", "chromcorr", "collimator", "dflat", "disperser", "fflat", "fore", "fpa", "ifufore",
     "ifupost", "ifuslicer", "ipc", "msa", "ote", "refpix", "regions", "sflat", "sirskernel",
     "specwcs", "superbias", "wavelengthrange",
+    "persat", "trapdensity", "trappars",  # persistence asks for them before jwst 3.0 (#10091 rewrote it)
 )
 # Step-parameter types (known to crds) without a synthetic file: the code defaults apply.
 PARS_NOT_APPLICABLE = (
