@@ -55,7 +55,7 @@ ARG CRDS_SYNC=
 ARG CRDS_SERVER_URL=https://jwst-crds.stsci.edu
 # Only what the synthetic cache is built from (appliance.simulate and what it imports),
 # so code changes elsewhere keep this layer.
-COPY appliance/__init__.py appliance/errors.py appliance/files.py appliance/crdsenv.py /opt/appliance/appliance/
+COPY appliance/__init__.py appliance/errors.py appliance/files.py appliance/crdsenv.py appliance/compat.py /opt/appliance/appliance/
 COPY appliance/simulate /opt/appliance/appliance/simulate/
 COPY ${CRDS_CACHE_DIR} /crds-in/
 RUN set -eu; rm -f /crds-in/pin.toml; \

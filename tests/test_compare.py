@@ -379,14 +379,21 @@ def small_run(tmp_path_factory):
     return small_run_once(tmp_path_factory)
 
 
-@pytest.mark.e2e
-def test_a_changed_jump_threshold_is_different_with_the_parameter_named(small_run, tmp_path):
-    base, _ = small_run
-    recipe = tmp_path / "small-jump.toml"
+@pytest.fixture(scope="session")
+def small_jump_run(tmp_path_factory) -> Path:
+    """The small reduction again with another jump threshold: a run whose products really differ."""
+    root = tmp_path_factory.mktemp("small-jump")
+    recipe = root / "small-jump.toml"
     recipe.write_text(SMALL + "[detector1.steps.jump]\nrejection_threshold = 3.0\n")
-    done = run_cli("run", str(recipe), "--workdir", str(tmp_path / "jump"))
+    done = run_cli("run", str(recipe), "--workdir", str(root / "jump"))
     assert done.returncode == 0, done.stderr[-3000:]
-    done = run_cli("compare", str(base), str(tmp_path / "jump"), "--report-md", str(tmp_path / "r.md"),
+    return root / "jump"
+
+
+@pytest.mark.e2e
+def test_a_changed_jump_threshold_is_different_with_the_parameter_named(small_run, small_jump_run, tmp_path):
+    base, _ = small_run
+    done = run_cli("compare", str(base), str(small_jump_run), "--report-md", str(tmp_path / "r.md"),
                    "--junit", str(tmp_path / "r.xml"))
     assert done.returncode == 1, done.stdout
     assert "DIFFERENT detector1 jw02732002001_02101_00001_mirimage rate.fits" in done.stdout

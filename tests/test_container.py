@@ -432,6 +432,33 @@ def image(docker_client):
     return docker_client.images.get(tag)
 
 
+@pytest.fixture(scope="session")
+def release_images(docker_client, image):
+    """The images of the other supported releases (cached rebuilds when they were built before)."""
+    from appliance.releases import all_releases
+
+    built = {}
+    for release in all_releases():
+        if release.default:
+            built[release.version] = image
+            continue
+        done = cli("docker", "build", "--quiet", "--release", release.version,
+                   "--base-image", _base_image(docker_client))
+        assert done.returncode == 0, done.stderr[-3000:]
+        built[release.version] = docker_client.images.get(appliance_image.default_tag(release))
+    return built
+
+
+@pytest.fixture(scope="session")
+def container_demo(image, tmp_path_factory) -> Path:
+    """The demo run once in the default image, with --network none; its workdir is the 3.0.0 side of
+    test_regress's regression (``<dir>/<release>/``), so that side is reused there."""
+    workdir = tmp_path_factory.mktemp("regress") / pin.load_pin().jwst
+    done = cli("docker", "run", str(DEMO), "--workdir", str(workdir), "--network", "none")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
 @pytest.mark.container
 def test_a_fresh_checkout_builds_hermetically_fetching_the_wheels_on_the_host(docker_client, image, tmp_path):
     """A build context with an empty container/wheels/: the launcher fetches the locked wheels on the host,
@@ -524,13 +551,11 @@ def test_unwritable_workdir_is_exit_2(image, tmp_path):
 
 @pytest.mark.container
 @pytest.mark.e2e
-def test_demo_in_container_matches_host(image, tmp_path, demo_run):
+def test_demo_in_container_matches_host(image, container_demo, demo_run):
     """The demo inside the image with --network none: its manifest verifies on the host and its
     products equal those of the same recipe run on the host venv (same lock): identical, or within
     jwst's regression tolerances where the CPU makes the two stacks differ in the last bits."""
-    workdir = tmp_path / "container-demo"
-    done = cli("docker", "run", str(DEMO), "--workdir", str(workdir), "--network", "none")
-    assert done.returncode == 0, done.stderr[-3000:]
+    workdir = container_demo
     manifest = json.loads((workdir / "manifest.json").read_text())
     # the container's manifest knows its image
     text = json.dumps(manifest)

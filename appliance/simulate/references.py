@@ -175,8 +175,13 @@ def _reset(sub):
 def _rscd():
     from stdatamodels.jwst import datamodels
 
-    rows = [(s, r, 1, 2) for s in SUBARRAYS for r in ("FAST", det.READPATT)]
-    table = np.array(rows, dtype=[("subarray", "S17"), ("readpatt", "S12"), ("group_skip1", "<i4"), ("group_skip", "<i4")])
+    from appliance.compat import table_columns
+
+    dtypes = {"subarray": "S17", "readpatt": "S12", "group_skip1": "<i4", "group_skip": "<i4"}
+    names = table_columns(datamodels.RSCDModel(), "rscd_group_skip_table")  # group_skip1: stdatamodels >= 5
+    rows = [tuple({"subarray": s, "readpatt": r, "group_skip1": 1, "group_skip": 2}[n] for n in names)
+            for s in SUBARRAYS for r in ("FAST", det.READPATT)]
+    table = np.array(rows, dtype=[(n, dtypes[n]) for n in names])
     m = datamodels.RSCDModel(rscd_group_skip_table=table)
     _common(m, "RSCD initial groups to flag (the effect itself is not simulated)")
     return m
