@@ -20,7 +20,7 @@ from appliance.workdir import LOGS_DIR
 
 #: The sub-commands, in the order ``--help`` lists them: each is a module of
 #: ``appliance.commands`` with ``add_parser(subparsers)``, light to import.
-COMMANDS = ("run", "check", "fetch", "verify", "simulate", "docker", "releases", "regress", "compare", "reproduce", "export")
+COMMANDS = ("run", "check", "fetch", "verify", "simulate", "docker", "releases", "regress", "upgrade", "compare", "reproduce", "export")
 
 
 class _Parser(argparse.ArgumentParser):

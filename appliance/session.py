@@ -24,7 +24,7 @@ from appliance import crdsenv
 from appliance.crdsenv import CrdsSettings
 from appliance.errors import UserError
 from appliance.graph import Exposure, Plan
-from appliance.recipe import Recipe, environment_mismatches, load_recipe, validate_steps
+from appliance.recipe import Recipe, environment_mismatches, load_recipe, unknown_step_parameters, validate_steps
 from appliance.resources import Estimate, estimate, refuse_beyond
 from appliance.safety import printable
 from appliance.workdir import CRDS_CACHE_DIR
@@ -139,6 +139,17 @@ def priced(recipe: Recipe, plan: Plan, workdir: Path) -> Estimate:
     cost = estimate(plan, simulated=recipe.input_kind == "simulate")
     refuse_beyond(cost, workdir, printable(recipe.path))
     return cost
+
+
+def unknown_in_this_release(recipe_path: Path, workdir: Path) -> tuple[str, list[str]]:
+    """``(installed jwst, lines)``: every step and parameter of the recipe this jwst lacks (empty: none),
+    for a recipe that may have been written for another release."""
+    recipe = load_recipe(recipe_path)
+    jwst_version, _ = expected_environment(recipe)
+    settings = choose_settings(recipe.environment.crds_context, use_step_pars=recipe.environment.use_step_pars,
+                               simulated=recipe.input_kind == "simulate", workdir=workdir.resolve())
+    with crdsenv.applied(settings):  # importing jwst reads them
+        return jwst_version, unknown_step_parameters(recipe, jwst_version)
 
 
 def check(recipe_path: Path, workdir: Path | None = None) -> tuple[Prepared, Plan | None, Estimate | None]:

@@ -29,7 +29,8 @@ LAYERS = {
         "appliance.execute", "appliance.sources.*", "appliance.prefetch", "appliance.engine", "appliance.image",
         "appliance.launch", "appliance.compare.*", "appliance.backends", "appliance.progress"],
     4: ["appliance.session"],
-    5: ["appliance.reduction", "appliance.fetch", "appliance.export", "appliance.reproduce", "appliance.regress"],
+    5: ["appliance.reduction", "appliance.fetch", "appliance.export", "appliance.reproduce", "appliance.regress",
+        "appliance.upgrade"],
     6: ["appliance.commands.*", "appliance.cli"],
 }
 

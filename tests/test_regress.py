@@ -132,3 +132,25 @@ def test_the_demo_runs_and_verifies_in_the_1_x_image(release_images, tmp_path):
     assert manifest["environment"]["packages"]["photutils"].startswith("2.")
     verified = run_cli("verify", str(tmp_path / "w"))
     assert verified.returncode == 0, verified.stdout
+
+
+@pytest.mark.container
+def test_check_in_an_older_image_lists_the_parameters_it_lacks(release_images, docker_client, tmp_path):
+    """A recipe written for 3.0.0 (refpix.siglimit exists only there), checked in the 2.0.1 image."""
+    recipe = tmp_path / "new.toml"
+    recipe.write_text((ROOT / "recipes" / "demo.toml").read_text() + "\n[detector1.steps.refpix]\nsiglimit = 3.0\n")
+    tmp_path.chmod(0o755)
+    recipe.chmod(0o644)
+    image = release_images["2.0.1"]
+    container = docker_client.containers.run(image.id, ["check", "/recipes/new.toml", "--workdir", "/tmp/w"],
+                                             volumes={str(tmp_path): {"bind": "/recipes", "mode": "ro"}},
+                                             network_mode="none", detach=True)
+    try:
+        code = container.wait()["StatusCode"]
+        out = container.logs(stdout=True, stderr=False).decode()
+        err = container.logs(stdout=False, stderr=True).decode()
+    finally:
+        container.remove(force=True)
+    assert code == 2, out + err
+    assert "unknown  detector1.steps.refpix.siglimit: not a parameter of refpix in jwst 2.0.1" in out
+    assert "unknown to jwst 2.0.1" in err

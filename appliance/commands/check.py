@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from appliance.commands import default_workdir, recipe_path
+from appliance.errors import UserError
 from appliance.pipelines import STAGE_ORDER
 from appliance.safety import printable
 from appliance.workdir import RECORDS_DIR
@@ -24,6 +26,13 @@ def add_parser(sub) -> None:
 def cmd_check(args) -> int:
     from appliance import session
 
+    jwst_version, unknown = session.unknown_in_this_release(recipe_path(args.recipe), default_workdir(args))
+    if unknown:  # a recipe of another release: all of them at once, then the one-line error
+        for line in unknown:
+            print(f"unknown  {printable(line)}", file=sys.stderr if args.json else sys.stdout)
+        raise UserError(f"{recipe_path(args.recipe)}: {len(unknown)} step name(s) or parameter(s) unknown to jwst "
+                        f"{jwst_version} (listed above); `run.py upgrade RECIPE --to-release {jwst_version}` "
+                        f"rewrites the renamed ones")
     prepared, plan, cost = session.check(recipe_path(args.recipe), default_workdir(args))
     recipe = prepared.recipe
     if args.json:

@@ -40,6 +40,7 @@ from appliance.recipe.steps import (
     REFCAT_NAMES,
     REFUSED_STEP_PARAMETERS,
     step_parameters,
+    unknown_step_parameters,
     validate_steps,
 )
 
@@ -47,5 +48,6 @@ __all__ = [
     "INPUT_KINDS", "LOCAL_SUFFIXES", "MAST_PRODUCTS", "NAME_PARAMETERS", "READ_PATH_PARAMETERS", "REFCAT_NAMES",
     "REFUSED_STEP_PARAMETERS", "SCHEMA_VERSION", "STAGES", "Environment", "LocalFile", "LocalSpec", "MastQuery",
     "PostOp", "Recipe", "RecipeError", "StageConfig", "environment_mismatches", "first_stage", "load_recipe",
-    "parse_recipe", "resolve_local_inputs", "stages_to_run", "step_parameters", "validate_steps",
+    "parse_recipe", "resolve_local_inputs", "stages_to_run", "step_parameters", "unknown_step_parameters",
+    "validate_steps",
 ]

@@ -102,6 +102,46 @@ def validate_steps(recipe: Recipe, workdir: Path | None = None, *, specs: bool =
                     raise recipe_error(recipe, key, reason)
 
 
+def unknown_step_parameters(recipe: Recipe, jwst_version: str) -> list[str]:
+    """Every step and step parameter of the recipe that the installed jwst does not have, one line each,
+    with the closest existing name, or the new name when jwst renamed it (:mod:`appliance.recipe.renames`).
+
+    Imports ``jwst.pipeline`` (call it with the CRDS environment applied).  Where
+    :func:`validate_steps` stops at the first problem, this lists them all: what
+    ``check`` shows for a recipe written for another release.
+    """
+    import difflib
+
+    from appliance.recipe.messages import dotted
+    from appliance.recipe.renames import rename_of
+
+    def closest(name, valid):
+        found = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.4)
+        return f"; closest: {found[0]}" if found else ""
+
+    lines = []
+    for stage in STAGES:
+        steps = recipe.stages[stage].steps
+        if not steps:
+            continue
+        step_specs, _ = _pipeline_specs(stage)
+        for step, params in steps.items():
+            if step not in step_specs:
+                renamed = rename_of(stage, step, None, jwst_version)
+                why = (f"renamed {renamed.new_name} in jwst {renamed.release} (run.py upgrade rewrites it)" if renamed
+                       else f"no such {stage} step in jwst {jwst_version}{closest(step, step_specs)}")
+                lines.append(f"{dotted((stage, 'steps', step))}: {why}")
+                continue
+            for param in params:
+                if param in step_specs[step]:
+                    continue
+                renamed = rename_of(stage, step, param, jwst_version)
+                why = (f"renamed {renamed.new_name} in jwst {renamed.release} (run.py upgrade rewrites it)" if renamed
+                       else f"not a parameter of {step} in jwst {jwst_version}{closest(param, step_specs[step])}")
+                lines.append(f"{dotted((stage, 'steps', step, param))}: {why}")
+    return lines
+
+
 def _check_policy(recipe: Recipe, param: str, value: Any, workdir: Path | None) -> str | None:
     """Why a well-typed value is still refused: a file name part, or a file outside the allowed roots."""
     if param in NAME_PARAMETERS and isinstance(value, str):
