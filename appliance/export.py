@@ -99,7 +99,7 @@ def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, forc
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.export-"))
     try:
         with crdsenv.applied(prepared.settings):  # jwst writes and reads back the parameter files
-            params = [write_effective_file(stage, effective[stage], tmp / PARAMS_DIR) if stage in effective
+            params = [write_effective_file(stage, *effective[stage], tmp / PARAMS_DIR) if stage in effective
                       else write_parameter_file(recipe, stage, tmp / PARAMS_DIR) for stage in plan.stages]
             associations = write_associations(stage_tasks, tmp / ASN_DIR)
         script_text = render_script(recipe, prepared.settings, plan, stage_tasks, local_files, skipped)
@@ -193,9 +193,10 @@ def write_parameter_file(recipe, stage: str, directory: Path) -> Path:
     return path
 
 
-def recorded_effective_parameters(workdir: Path, stage_tasks) -> dict[str, dict]:
-    """Stage -> the effective parameters its tasks recorded in ``workdir``; one line if a task has no record
-    (the recipe did not run there) or the tasks of one stage ran with different parameters."""
+def recorded_effective_parameters(workdir: Path, stage_tasks) -> dict[str, tuple]:
+    """Stage -> (its pipeline with jwst's defaults, the effective parameters its tasks recorded in
+    ``workdir``); one line if a task has no record (the recipe did not run there) or the tasks of one
+    stage ran with different parameters."""
     from appliance import records
 
     by_stage: dict[str, tuple[str, dict]] = {}
@@ -214,7 +215,7 @@ def recorded_effective_parameters(workdir: Path, stage_tasks) -> dict[str, dict]
             changed = changed_parameters(first[1], record["effective_parameters"])[0][0]
             raise UserError(f"{printable(workdir)}: --effective-from: {first[0]} and {task.id} ran with different "
                             f"parameters ({printable(changed)}); one parameter file per stage cannot hold both")
-    return {stage: params for stage, (_, params) in by_stage.items()}
+    return {stage: (defaults[stage], params) for stage, (_, params) in by_stage.items()}
 
 
 def _refuse_what_runs_code_or_names_places(workdir: Path, task_id: str, stage: str, pipeline, effective: dict) -> None:
@@ -235,9 +236,9 @@ def _refuse_what_runs_code_or_names_places(workdir: Path, task_id: str, stage: s
                                 f" = {printable(repr(params[name]))[:80]}, which {why}; refusing to export it")
 
 
-def write_effective_file(stage: str, effective: dict, directory: Path) -> Path:
-    """``calwebb_<stage>.asdf`` holding every step's effective parameters."""
-    pipeline = STAGES[stage].pipeline_class()()
+def write_effective_file(stage: str, pipeline, effective: dict, directory: Path) -> Path:
+    """``calwebb_<stage>.asdf`` holding every step's effective parameters (``pipeline``: the stage's, for its
+    step classes)."""
     return save_effective(pipeline, effective, directory / f"{STAGES[stage].alias}.asdf")
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from appliance.engine import get_image
 from appliance.errors import UserError, WorkFailed, short_reason
-from appliance.pin import LABEL_CRDS_CONTEXT, LABEL_JWST, LABEL_LOCK_SHA256, LOCK_PATH, ROOT, build_args, lock_sha256
-from appliance.releases import DEFAULT_WHEELHOUSE, Release, default_release, get_release
+from appliance.pin import LABEL_CRDS_CONTEXT, LABEL_JWST, LABEL_LOCK_SHA256, LOCK_PATH, ROOT, build_args, lock_pins, lock_sha256
+from appliance.releases import Release, default_release, get_release
 
 IMAGE_REPO = "jwst-appliance"
 
@@ -75,8 +75,7 @@ def missing_wheels(wheelhouse: Path, lock: Path = LOCK_PATH) -> list[str]:
             parts = whl.name.split("-")
             if len(parts) >= 2:
                 have.add((norm(parts[0]), parts[1]))
-    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", lock.read_text(encoding="utf-8"), re.M)
-    return [f"{n}=={v}" for n, v in pins if (norm(n), v) not in have]
+    return [f"{n}=={v}" for n, v in lock_pins(lock) if (norm(n), v) not in have]
 
 
 def git_revision(root: Path = ROOT) -> str:
@@ -144,8 +143,7 @@ def plan_build(args: BuildOptions, environ=os.environ) -> BuildPlan:
     online = args.online
     if online and args.wheelhouse is not None:
         raise UserError("--online and --wheelhouse exclude each other")
-    own_wheelhouse = DEFAULT_WHEELHOUSE if release.default else release.wheelhouse
-    wheelhouse = None if online else (args.wheelhouse if args.wheelhouse is not None else own_wheelhouse)
+    wheelhouse = None if online else (args.wheelhouse if args.wheelhouse is not None else release.wheelhouse)
     if args.wheelhouse is not None and not args.wheelhouse.is_dir():
         raise UserError(f"--wheelhouse {args.wheelhouse}: no such directory (container/fetch-wheels.sh makes it)")
     missing = missing_wheels(wheelhouse, release.lock_path) if wheelhouse is not None else []

@@ -103,6 +103,12 @@ def lock_sha256(path: str | os.PathLike | None = None) -> str:
         raise UserError(f"{path}: the dependency lock is missing") from None
 
 
+def lock_pins(path: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    """The ``(name, version)`` of every distribution the lock pins, in its order."""
+    path = Path(path) if path is not None else LOCK_PATH
+    return re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", path.read_text(encoding="utf-8"), re.M)
+
+
 def image_labels(
     *,
     jwst: str,

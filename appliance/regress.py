@@ -61,14 +61,15 @@ def plan_sides(workdir: Path, releases: list[str], images: list[str]) -> list[Si
     if len(releases) + len(images) != 2:
         raise UserError(f"regress: expected two sides (--release and/or --image, twice in all), "
                         f"got {len(releases) + len(images)}")
-    sides = [Side(get_release(v).version, v, None, Path()) for v in releases]
+    sides = [Side(get_release(v).version, v, None, workdir / get_release(v).version) for v in releases]
     for tag in images:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,200}", tag):
             raise UserError(f"--image {printable(tag)}: expected an image name such as jwst-appliance:2.0.1")
-        sides.append(Side(re.sub(r"[^A-Za-z0-9._-]+", "_", tag), None, tag, Path()))
+        label = re.sub(r"[^A-Za-z0-9._-]+", "_", tag)
+        sides.append(Side(label, None, tag, workdir / label))
     if sides[0].label == sides[1].label:
         raise UserError(f"regress: both sides are {sides[0].label}; name two different releases or images")
-    return [Side(s.label, s.release, s.image, workdir / s.label) for s in sides]
+    return sides
 
 
 def run_side(recipe: Path, side: Side, run_args: tuple[str, ...] = ()) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import engine, launch, pin
+from appliance import engine, launch, pin, releases
 from appliance import image as appliance_image
 from appliance.errors import WorkFailed
 from appliance.errors import UserError
@@ -233,7 +233,7 @@ def test_build_plan_incomplete_wheelhouse(tmp_path):
 
 
 def test_build_plan_fetches_an_incomplete_default_wheelhouse_on_the_host(tmp_path, monkeypatch):
-    monkeypatch.setattr(appliance_image, "DEFAULT_WHEELHOUSE", fake_wheelhouse(tmp_path / "w", skip=3))
+    monkeypatch.setattr(releases, "DEFAULT_WHEELHOUSE", fake_wheelhouse(tmp_path / "w", skip=3))
     plan = appliance_image.plan_build(build_args_ns(), {})
     assert len(plan.missing_wheels) == 3 and plan.wheelhouse == tmp_path / "w"
     assert plan.network == "none" and plan.buildargs["WHEELS"] == "offline"  # --no-index in the Dockerfile
@@ -245,7 +245,7 @@ def test_build_plan_fetches_an_incomplete_default_wheelhouse_on_the_host(tmp_pat
 
 
 def test_a_host_that_cannot_reach_the_index_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(appliance_image, "DEFAULT_WHEELHOUSE", tmp_path / "wheels")
+    monkeypatch.setattr(releases, "DEFAULT_WHEELHOUSE", tmp_path / "wheels")
     monkeypatch.setenv("WHEELS_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "5")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("releases", help="list the supported jwst releases and which of their images are built")
@@ -12,7 +10,7 @@ def add_parser(sub) -> None:
 
 def cmd_releases(args) -> int:
     from appliance.errors import UserError
-    from appliance.pin import lock_sha256
+    from appliance.pin import lock_pins, lock_sha256
     from appliance.releases import all_releases
 
     releases = all_releases()
@@ -25,8 +23,7 @@ def cmd_releases(args) -> int:
     for release in releases:
         pin = release.pin
         if release.lock_path.is_file():
-            count = len(re.findall(r"^[A-Za-z0-9_.-]+==", release.lock_path.read_text(encoding="utf-8"), re.M))
-            lock = f"lock {lock_sha256(release.lock_path)[:12]}… ({count} distributions"
+            lock = f"lock {lock_sha256(release.lock_path)[:12]}… ({len(lock_pins(release.lock_path))} distributions"
             lock += f", nothing newer than {pin.exclude_newer})" if pin.exclude_newer else ")"
         else:
             lock = "lock missing (container/lock.sh --release " + release.version + ")"

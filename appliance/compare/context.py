@@ -72,11 +72,7 @@ def _parameter_changes(base: Manifest, new: Manifest) -> list[Change]:
             va, vb = fa.get(key, _DEFAULT), fb.get(key, _DEFAULT)
             if va != vb:
                 grouped[(kind, key, _show(va), _show(vb))].append(task_id)
-    out = []
-    for (kind, key, va, vb), ids in grouped.items():
-        where = f"{len(ids)} {kind} task{'s' if len(ids) != 1 else ''}"
-        out.append(Change("step parameters", f"{kind} {key}: {va} → {vb} ({where})"))
-    return out
+    return _grouped_by_tasks("step parameters", grouped)
 
 
 def _effective_parameter_changes(base: Manifest, new: Manifest) -> list[Change]:
@@ -90,11 +86,13 @@ def _effective_parameter_changes(base: Manifest, new: Manifest) -> list[Change]:
             for name, va, vb in changed_parameters(tb[task.id].effective_parameters, task.effective_parameters,
                                                    missing=_ABSENT):
                 grouped[(kind, name, _show(va), _show(vb))].append(task.id)
-    out = []
-    for (kind, name, va, vb), ids in grouped.items():
-        where = f"{len(ids)} {kind} task{'s' if len(ids) != 1 else ''}"
-        out.append(Change("effective parameters", f"{kind} {name}: {va} → {vb} ({where})"))
-    return out
+    return _grouped_by_tasks("effective parameters", grouped)
+
+
+def _grouped_by_tasks(section: str, grouped: dict[tuple, list[str]]) -> list[Change]:
+    """One change per (task kind, parameter, before, after), naming how many tasks it hit."""
+    return [Change(section, f"{kind} {name}: {va} → {vb} ({len(ids)} {kind} task{'s' if len(ids) != 1 else ''})")
+            for (kind, name, va, vb), ids in grouped.items()]
 
 
 class _Default:
