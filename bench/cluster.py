@@ -23,84 +23,46 @@ Docker daemon, no image) is left out with a line saying why.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
 
+from loopback.dask_cluster import (  # noqa: E402
+    start_image_workers,
+    start_scheduler,
+    start_workers,
+    stop,
+    stop_containers,
+    wait_for_workers,
+)
 from scale import run  # noqa: E402  (bench/scale.py: one timed run.py run with its workers' peak RSS)
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def start_scheduler(info: Path) -> tuple[subprocess.Popen, str]:
-    """A ``dask scheduler`` on 127.0.0.1 writing its address to ``info``."""
-    proc = subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                             "--no-dashboard", "--scheduler-file", str(info)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    end = time.monotonic() + 60
-    while not info.exists() and time.monotonic() < end:
-        time.sleep(0.2)
-    return proc, json.loads(info.read_text())["address"]
-
-
-def wait_for_workers(address: str, n: int) -> None:
-    from distributed import Client
-
-    with Client(address, timeout="20s") as client:
-        client.wait_for_workers(n, timeout=180)
 
 
 def host_workers(address: str, env: dict) -> list[subprocess.Popen]:
     from appliance.backends import worker_environment
 
-    worker_env = {**env, **dict(v.split("=", 1) for v in worker_environment())}
-    procs = [subprocess.Popen([str(VENV_BIN / "dask"), "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-                               "--no-dashboard"], env=worker_env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True) for _ in range(2)]
+    procs = start_workers(address, 2, {**env, **dict(v.split("=", 1) for v in worker_environment())})
     wait_for_workers(address, 2)
     return procs
 
 
-def image_workers(address: str, scratch: Path):
+def image_workers(address: str, scratch: Path) -> list:
     import docker
 
-    from appliance.backends import worker_environment
     from appliance.image import default_tag
 
     client = docker.from_env()
-    image = client.images.get(default_tag())
-    containers = [client.containers.run(
-        image.id, ["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
-        entrypoint="dask", network_mode="host", user=f"{os.getuid()}:{os.getgid()}", detach=True,
-        environment={"PYTHONPATH": "/opt/appliance", "HOME": "/tmp",
-                     **dict(v.split("=", 1) for v in worker_environment())},
-        volumes={str(scratch): {"bind": str(scratch), "mode": "rw"}}) for _ in range(2)]
+    containers = start_image_workers(client, client.images.get(default_tag()).id, address, scratch, 2)
     wait_for_workers(address, 2)
     return containers
-
-
-def stop(procs) -> None:
-    for proc in procs:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def available(kind: str) -> str | None:
@@ -127,7 +89,13 @@ def main() -> None:
     parser.add_argument("--only", default="scheduler,slurm,image")
     args = parser.parse_args()
 
-    from appliance.simulate import SIM_CONTEXT, SimParams, build_crds_cache, crds_environment, simulate_observation
+    from appliance.simulate import (
+        SIM_CONTEXT,
+        SimParams,
+        build_crds_cache,
+        crds_environment,
+        simulate_observation,
+    )
 
     kinds = []
     for kind in args.only.split(","):
@@ -175,9 +143,7 @@ def main() -> None:
                     shutil.rmtree(workdir, ignore_errors=True)
                 print(f"round {n + 1}: " + "   ".join(line), flush=True)
         finally:
-            for container in containers:
-                container.stop(timeout=10)
-                container.remove(force=True)
+            stop_containers(containers)
         for kind in kinds:
             ratios = [s / k for s, k in zip(seconds["serial"], seconds[kind])]
             print(f"median speed-up {kind:<9} over serial: {statistics.median(ratios):.2f}   (medians "

@@ -14,14 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from appliance import backends
 from conftest import ROOT, assert_same_science, run_cli
+from loopback import dask_cluster as dask_cluster_processes
 from test_compare import SMALL, small_run_once
 from test_container import docker_client, image  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.e2e
-VENV_BIN = Path(sys.executable).parent
 
 
 def digests(workdir: Path) -> dict[str, str]:
@@ -72,35 +70,17 @@ def test_products_do_not_depend_on_maximum_cores(serial, tmp_path, cores):
 @pytest.fixture
 def scheduler(tmp_path):
     """A real `dask scheduler` on 127.0.0.1 (its address), stopped afterwards."""
-    scheduler_file = tmp_path / "scheduler.json"
-    proc = subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                             "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = time.monotonic() + 60
-    while not scheduler_file.exists() and time.monotonic() < end:
-        time.sleep(0.2)
-    yield json.loads(scheduler_file.read_text())["address"]
-    proc.terminate()
-    proc.wait(timeout=20)
+    proc, address = dask_cluster_processes.start_scheduler(tmp_path / "scheduler.json")
+    yield address
+    dask_cluster_processes.stop([proc])
 
 
 @pytest.fixture
 def dask_cluster(scheduler):
-    """Two `dask worker` processes (each its own session, so a test can kill one) on the scheduler below."""
-    procs = [subprocess.Popen([str(VENV_BIN / "dask"), "worker", scheduler, "--nthreads", "1", "--host", "127.0.0.1",
-                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True) for _ in range(2)]
+    """Two `dask worker` processes (each its own session, so a test can kill one) on the scheduler above."""
+    procs = dask_cluster_processes.start_workers(scheduler, 2)
     yield scheduler
-    for proc in procs:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)  # the nanny and its worker process
-        except ProcessLookupError:
-            pass
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    dask_cluster_processes.stop(procs)
 
 
 def run_killing_a_worker(serial, tmp_path: Path, *args: str) -> None:
@@ -172,11 +152,7 @@ def test_dask_workers_inside_the_appliance_image(serial, tmp_path, scheduler, do
 
     shared = tmp_path / "shared"
     shared.mkdir()
-    workers = [docker_client.containers.run(
-        image.id, ["worker", scheduler, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
-        entrypoint="dask", network_mode="host", user=f"{os.getuid()}:{os.getgid()}", detach=True,
-        environment={"PYTHONPATH": "/opt/appliance", "HOME": "/tmp", **dict(v.split("=", 1) for v in backends.worker_environment())},
-        volumes={str(shared): {"bind": str(shared), "mode": "rw"}}) for _ in range(2)]
+    workers = dask_cluster_processes.start_image_workers(docker_client, image.id, scheduler, shared, 2)
     try:
         with Client(scheduler, timeout="10s") as client:
             client.wait_for_workers(2, timeout=120)
@@ -186,6 +162,4 @@ def test_dask_workers_inside_the_appliance_image(serial, tmp_path, scheduler, do
         assert_same_science(serial, workdir)  # host client, workers in the image
         assert manifest(workdir)["execution"]["workers"] == 2
     finally:
-        for container in workers:
-            container.stop(timeout=10)
-            container.remove(force=True)
+        dask_cluster_processes.stop_containers(workers)
