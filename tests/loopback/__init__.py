@@ -3,6 +3,8 @@
 Both are small ``http.server`` imitations bound to 127.0.0.1 that answer the
 requests the real clients (astroquery.mast, the crds client) make, with the
 shapes of the real responses, so that the real client code runs in the tests.
+:mod:`.s3_server` serves MAST's S3 mirror (moto) and :mod:`.dask_cluster`
+starts a real Dask scheduler and workers, all on 127.0.0.1.
 """
 
 from __future__ import annotations
