@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
+
+from appliance.files import writing
 
 #: Parameters that name places or share out cores, not science: dropped from the record and the file.
 NOT_SCIENCE_PARAMETERS = ("output_dir", "input_dir", "maximum_cores")
@@ -37,10 +40,41 @@ def step_config_class():
 
 def configured(pipeline_class, source: str, **parameters):
     """The pipeline instance exactly as ``Pipeline.call(source, **parameters)`` builds it before running:
-    defaults, then the CRDS ``pars-*`` files (stpipe's own ``build_config``), then ``parameters``."""
-    config, config_file = pipeline_class.build_config(source, **parameters)
+    defaults, then the CRDS ``pars-*`` files (stpipe's own ``build_config``), then ``parameters``;
+    and the names of the ``pars-*`` files CRDS gave it (they are references the task used)."""
+    with step_parameter_references() as used:
+        config, config_file = pipeline_class.build_config(source, **parameters)
     config.pop("class", None)
-    return pipeline_class.from_config_section(config, name=config.get("name"), config_file=config_file)
+    pipeline = pipeline_class.from_config_section(config, name=config.get("name"), config_file=config_file)
+    return pipeline, sorted(used)
+
+
+@contextmanager
+def step_parameter_references():
+    """The set of ``pars-*`` file names stpipe obtains from CRDS inside the block.
+
+    stpipe reads each step's ``pars-*`` file through ``crds_client.get_reference_file``
+    (``Step._get_config_from_parameters``) and keeps no list of them, unlike the
+    ``R_*`` keywords it writes for calibration references; so the call is observed
+    here, for the duration of one stage's configuration (tasks run one per process
+    or worker thread).
+    """
+    from stpipe import crds_client
+
+    used: set[str] = set()
+    original = crds_client.get_reference_file
+
+    def observed(parameters, reference_file_type, observatory):
+        path = original(parameters, reference_file_type, observatory)
+        if str(reference_file_type).startswith("pars-") and path and path != "N/A":
+            used.add(os.path.basename(path))
+        return path
+
+    crds_client.get_reference_file = observed
+    try:
+        yield used
+    finally:
+        crds_client.get_reference_file = original
 
 
 def plain(value):
@@ -77,15 +111,10 @@ def save(pipeline, effective: dict, path: Path) -> Path:
              for name, params in effective["steps"].items()]
     config = step_config(get_fully_qualified_class_name(pipeline), type(pipeline).__name__,
                          effective["pipeline"], steps)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+    with writing(path) as temporary:
         with config.to_asdf() as af:
             af.write_to(str(temporary))
         type(pipeline).from_config_file(str(temporary))  # stpipe reads it back, or this raises
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 

@@ -120,7 +120,7 @@ def execute(task: Task, context: RunContext, parts: dict, reason: str, digester=
         except Exception as exc:  # a product whose content digest cannot be computed fails its task
             return _failed(task, context, base, reason, exc, seconds, "")
         names = {v.removeprefix("crds://") for p in outputs for v in p["crds_refs"].values()
-                 if v.startswith("crds://")}
+                 if v.startswith("crds://")} | set(base.get("step_parameter_references", ()))
         record = records.finish(workdir, {**base, "status": records.DONE, "outputs": outputs,
                                           "references": reference_states(context.cache, names),
                                           "seconds": round(seconds, 3), "finished": utc_now()})

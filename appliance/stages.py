@@ -66,7 +66,8 @@ def run_stage(task: Task, workdir: Path, log_path: Path) -> dict:
 
     Returns what the task record keeps besides its outputs: the effective
     parameters of every step (also written as an stpipe parameter file beside
-    the products) and the steps that ended SKIPPED (:mod:`appliance.stepguard`).
+    the products), the ``pars-*`` files they came from, and the steps that
+    ended SKIPPED (:mod:`appliance.stepguard`).
     """
     stage = STAGES[task.kind]
     output_dir = workdir / stage.output_dir
@@ -77,7 +78,7 @@ def run_stage(task: Task, workdir: Path, log_path: Path) -> dict:
     # (jwst 3.0's LoadAsLevel2Asn ignores input_dir), so run where the association is.
     with stage_log(log_path), chdir(source.parent):
         # what Pipeline.call(source, steps=..., ...) does, keeping the instance to ask what it ran with
-        pipeline = parameters.configured(stage.pipeline_class(), str(source), steps=task.params["steps"],
+        pipeline, step_pars = parameters.configured(stage.pipeline_class(), str(source), steps=task.params["steps"],
                                          output_dir=str(output_dir), save_results=True)
         effective = parameters.effective_parameters(pipeline)
         parameters.save(pipeline, effective, workdir / stage.parameter_file(name))
@@ -86,6 +87,7 @@ def run_stage(task: Task, workdir: Path, log_path: Path) -> dict:
     if close:
         close()
     return {"parameter_file": stage.parameter_file(name), "effective_parameters": effective,
+            "step_parameter_references": step_pars,
             "skipped_steps": [s.as_dict() for s in skipped_steps(pipeline, effective, workdir / task.outputs[0],
                                                                  log_path)]}
 

@@ -123,7 +123,29 @@ def test_a_changed_crds_reference_reruns_what_used_it(copy):
     assert f"reference changed: {gain.name}" in preview.stdout
     done = run(copy)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert set(ran(copy)) >= {f"detector1:{e}" for e in EXPOSURES}
+    assert ran(copy) == sorted(ALL)  # the rates change, and with them everything made from them
+
+
+def test_a_changed_step_parameter_reference_reruns_the_stages_configured_from_it(copy):
+    """A ``pars-*`` file is a reference the task used: edited (here only its description, so the products
+    keep their content), it re-runs the detector1 tasks and nothing after them."""
+    import asdf
+
+    used = json.loads((copy / "records" / f"detector1_{EXPOSURES[0]}.json").read_text())["references"]
+    name = next(n for n in used if "_pars-emicorrstep_" in n)
+    path = next((copy / "crds_cache" / "references").rglob(name))
+    edited = path.with_name("edited.asdf")
+    with asdf.open(path) as af:
+        af.tree["meta"]["description"] += " (edited)"
+        af.write_to(edited)
+    edited.replace(path)
+    recipe = copy.parent / "recipe.toml"
+    recipe.write_text(RECIPE)
+    preview = run_cli("run", str(recipe), "--workdir", str(copy), "--dry-run")
+    assert f"reference changed: {name}" in preview.stdout
+    done = run(copy)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ran(copy) == [f"detector1:{e}" for e in EXPOSURES]
 
 
 def test_a_deleted_or_modified_output_reruns_its_task_alone(base, copy):
