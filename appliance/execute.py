@@ -193,8 +193,12 @@ def preview(plan: Plan, decide: Callable[[Task, dict], Decision], reused_outputs
     return decisions
 
 
-def print_decisions(decisions: list[tuple[Task, Decision]], out=print) -> None:
+def print_decisions(dry_run, out=print) -> None:
+    """``run --dry-run``'s table (a :class:`~appliance.reduction.DryRun`): the inputs step, then every task;
+    the last line counts the tasks as a run's does."""
+    decisions = dry_run.tasks
     width = max((len(t.id) for t, _ in decisions), default=10)
+    out(printable(f"{dry_run.inputs.verb:<7} {'inputs':<{width}}   {dry_run.inputs.reason}"))
     for task, decision in decisions:
         out(printable(f"{decision.verb:<7} {task.id:<{width}}   {decision.reason}"))
     runs = sum(1 for _, d in decisions if d.run)

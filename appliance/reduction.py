@@ -120,36 +120,36 @@ def _run(prepared: Prepared, workdir: Path, options: Options, known, backend, pr
         return Result(manifest.write_manifest(workdir, built), outcomes)
 
 
-def dry_run(recipe_path: Path, workdir: Path, options: Options = Options()) -> list[tuple[Task, Decision]]:
+@dataclass
+class DryRun:
+    """What ``run`` would do now: the inputs step, then each task, with the reason for each."""
+
+    inputs: Decision
+    tasks: list[tuple[Task, Decision]]
+
+
+def dry_run(recipe_path: Path, workdir: Path, options: Options = Options()) -> DryRun:
     """What ``run`` would do in ``workdir``, task by task and why, writing nothing."""
-    from appliance.sources import INPUTS_TASK, source
+    from appliance.sources import preview as preview_inputs
 
     prepared = prepare(recipe_path, workdir, allow_env_mismatch=True)
     recipe = prepared.recipe
     workdir = workdir.absolute()
-    inputs = records.load(workdir, INPUTS_TASK)
-    unchanged = (inputs is not None and not options.force and inputs.get("key") == source(recipe).input_key(recipe))
-    if unchanged:
-        from appliance.graph import Exposure
+    inputs = preview_inputs(recipe, workdir, force=options.force)
+    if inputs.exposures is None:
+        from appliance.errors import UserError
 
-        exposures = [Exposure(**e) for e in inputs.get("exposures", [])]
-        digests = {f["path"]: f["content_digest"] for f in inputs["outputs"]}
-    else:
-        exposures = planned_exposures(recipe)
-        if exposures is None:
-            from appliance.errors import UserError
-
-            raise UserError(f"{recipe.path}: inputs.mast: the exposures of a MAST recipe are known once fetched "
-                            f"(run `python run.py fetch` first)")
-        digests = {}  # every input is new: every task runs
-    plan = build_plan(recipe, exposures)
+        raise UserError(f"{recipe.path}: inputs.mast: the exposures of a MAST recipe are known once fetched "
+                        f"(run `python run.py fetch` first)")
+    plan = build_plan(recipe, inputs.exposures)
     _check_forced(plan, options)
     context = _context(prepared, workdir, options, expected_environment(recipe)[0])
 
     def reused_outputs(task: Task) -> list[dict]:
         return (records.load(workdir, task.id) or {}).get("outputs", [])
 
-    return preview(plan, lambda task, d: decision_for(task, context, d)[0], reused_outputs, digests)
+    return DryRun(Decision(inputs.status == "run", inputs.reason),
+                  preview(plan, lambda task, d: decision_for(task, context, d)[0], reused_outputs, inputs.digests))
 
 
 def _context(prepared: Prepared, workdir: Path, options: Options, jwst_version: str,

@@ -160,6 +160,57 @@ def test_a_deleted_or_modified_output_reruns_its_task_alone(base, copy):
     assert digests(copy) == digests(base)
 
 
+def dry_run_lines(workdir: Path, recipe: Path, env: dict | None = None) -> dict[str, str]:
+    """``run --dry-run``'s table as {task id: "run <reason>" or "reused <reason>"}, the inputs step included."""
+    preview = run_cli("run", str(recipe), "--workdir", str(workdir), "--dry-run", env=env)
+    assert preview.returncode == 0, preview.stderr
+    rows = [line.split(None, 2) for line in preview.stdout.strip().splitlines()[:-1]]
+    return {task: f"{verb} {reason}" for verb, task, reason in rows}
+
+
+def test_a_modified_input_file_is_restored_and_nothing_after_it_runs(base, copy):
+    uncal = copy / "uncal" / f"{EXPOSURES[0]}_uncal.fits"
+    with open(uncal, "r+b") as fh:
+        fh.seek(-10, 2)
+        fh.write(b"\1" * 10)
+    (copy.parent / "recipe.toml").write_text(RECIPE)
+    table = dry_run_lines(copy, copy.parent / "recipe.toml")
+    assert table["inputs"] == f"run output modified: uncal/{uncal.name}"
+    assert all(v.startswith("reused") for k, v in table.items() if k != "inputs"), table
+    done = run(copy)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ran(copy) == []
+    assert next(t for t in manifest(copy)["tasks"] if t["id"] == "inputs")["status"] == "run"
+    assert digests(copy) == digests(base)
+
+
+def test_the_dry_run_names_the_one_local_input_that_changed_and_the_run_agrees(base, copy, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for e in EXPOSURES:
+        shutil.copy2(base / "uncal" / f"{e}_uncal.fits", data)
+    recipe = tmp_path / "local.toml"
+    recipe.write_text(RECIPE.split("[inputs.simulate]")[0] + '[inputs]\nlocal = ["data/*_uncal.fits"]\n'
+                      + RECIPE.split("seed = 1\n", 1)[1])
+    env = {"CRDS_PATH": str(copy / "crds_cache"), "CRDS_CONTEXT": "jwst_9000.pmap"}
+    done = run_cli("run", str(recipe), "--workdir", str(copy), env=env)  # the same files, now local
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ran(copy) == ["postprocess:report"]  # only the report, which says where the inputs came from
+    with fits.open(data / f"{EXPOSURES[0]}_uncal.fits", mode="update") as hdul:
+        sci = hdul["SCI"].data  # a steeper ramp in one pixel: a different rate
+        sci[:, :, 50, 50] += (np.arange(sci.shape[1]) * 20).astype(sci.dtype)
+    table = dry_run_lines(copy, recipe, env)
+    assert table["inputs"] == "run inputs changed"
+    assert table[f"detector1:{EXPOSURES[0]}"] == f"run input changed: uncal/{EXPOSURES[0]}_uncal.fits"
+    assert table[f"detector1:{EXPOSURES[1]}"].startswith("reused")
+    assert table[f"image2:{EXPOSURES[1]}"].startswith("reused")
+    would_run = sorted(k for k, v in table.items() if v.startswith("run") and k != "inputs")
+    done = run_cli("run", str(recipe), "--workdir", str(copy), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ran(copy) == would_run == sorted([f"detector1:{EXPOSURES[0]}", f"image2:{EXPOSURES[0]}", "image3:F770W",
+                                             *POST])
+
+
 def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float = 300) -> Path:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -84,21 +84,10 @@ def place(recipe, workdir: Path, *, force: bool = False) -> Placed:
 
     from appliance import records
     from appliance.files import file_sha256, utc_now
-    from appliance.graph import Exposure
-    from appliance.incremental import stale_output
 
-    key = source(recipe).input_key(recipe)
-    record = records.load(workdir, INPUTS_TASK)
-    if force:
-        reason = "forced"
-    elif record is None:
-        reason = "interrupted last time" if records.interrupted(workdir, INPUTS_TASK) else "new"
-    elif record.get("key") != key:
-        reason = "inputs changed"
-    else:
-        reason = stale_output(workdir, record["outputs"]) or ""
+    key, record, reason = _decide(recipe, workdir, force)
     if not reason:
-        return Placed(record["outputs"], [Exposure(**e) for e in record.get("exposures", [])], "reused", "unchanged")
+        return Placed(record["outputs"], _recorded_exposures(record), "reused", "unchanged")
     from appliance.plan import exposure_from_header
 
     records.begin(workdir, INPUTS_TASK)
@@ -116,3 +105,47 @@ def place(recipe, workdir: Path, *, force: bool = False) -> Placed:
                              "outputs": files, "exposures": [asdict(e) for e in exposures], "reason": reason,
                              "started": started, "finished": utc_now(), "seconds": round(seconds, 3)})
     return Placed(files, exposures, "run", reason, seconds)
+
+
+def preview(recipe, workdir: Path, *, force: bool = False) -> Placed:
+    """What :func:`place` would do, writing nothing (``run --dry-run``): its status and reason, the
+    exposures (None when only a fetch can tell), and the inputs' digests where they are known before
+    the step runs; an input left out is pending, so the tasks that read it would run.
+
+    The same source key gives the same files again (simulated from the same parameters and code,
+    copied from the same files, downloaded and checked against the archive's sums), so a step that
+    runs only to restore a modified file keeps its recorded digests.  A changed key leaves the
+    digests to the source's ``expected_files`` where it has one (local files: their sha256).
+    """
+    key, record, reason = _decide(recipe, workdir, force)
+    if not reason:
+        return Placed(record["outputs"], _recorded_exposures(record), "reused", "unchanged")
+    if record is not None and record.get("key") == key:
+        return Placed(record["outputs"], _recorded_exposures(record), "run", reason)
+    expected = getattr(source(recipe), "expected_files", None)
+    exposures = planned_exposures(recipe)
+    return Placed(expected(recipe) if expected and exposures is not None else [], exposures, "run", reason)
+
+
+def _decide(recipe, workdir: Path, force: bool) -> tuple[str, dict | None, str]:
+    """The source's key, the inputs' record, and why the step must run ("" when the record holds)."""
+    from appliance import records
+    from appliance.incremental import stale_output
+
+    key = source(recipe).input_key(recipe)
+    record = records.load(workdir, INPUTS_TASK)
+    if force:
+        reason = "forced"
+    elif record is None:
+        reason = "interrupted last time" if records.interrupted(workdir, INPUTS_TASK) else "new"
+    elif record.get("key") != key:
+        reason = "inputs changed"
+    else:
+        reason = stale_output(workdir, record["outputs"]) or ""
+    return key, record, reason
+
+
+def _recorded_exposures(record: dict) -> list:
+    from appliance.graph import Exposure
+
+    return [Exposure(**e) for e in record.get("exposures", [])]

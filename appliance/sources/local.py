@@ -39,6 +39,12 @@ def input_key(recipe) -> str:
     return key_of(files)
 
 
+def expected_files(recipe) -> list[dict]:
+    """Where each file will be in the workdir and its content digest, before copying (``run --dry-run``)."""
+    return [{"path": f"{INPUT_DIR_OF_KIND[item.kind]}/{item.path.name}",
+             "content_digest": "sha256:" + file_sha256(item.path)} for item in resolve_local_inputs(recipe)]
+
+
 def materialise(recipe, workdir: Path) -> list[InputFile]:
     placed = []
     for item in resolve_local_inputs(recipe):
