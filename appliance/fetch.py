@@ -30,7 +30,7 @@ from appliance.files import file_sha256
 from appliance.prefetch import needs_prefetch, prefetch_references, recipe_reftypes
 from appliance.session import prepare, prepare_cache
 from appliance.sources import materialise
-from appliance.workdir import FETCH_RECORD, check_workdir, load_fetch_record, locked, update_fetch_record
+from appliance.workdir import FETCH_RECORD, check_not_busy, check_workdir, load_fetch_record, locked, update_fetch_record
 
 
 
@@ -73,6 +73,7 @@ def fetch(recipe_path, workdir, *, allow_env_mismatch: bool = False) -> FetchRep
     started = time.perf_counter()
     workdir = Path(workdir)
     check_workdir(workdir)
+    check_not_busy(workdir)
     prepared = prepare(Path(recipe_path), workdir, allow_env_mismatch=allow_env_mismatch)
     workdir.mkdir(parents=True, exist_ok=True)
     with locked(workdir, "fetch"):

@@ -24,9 +24,25 @@ from appliance.plan import build_plan
 from appliance.progress import Progress
 from appliance.resources import core_share, unknown_plan_estimate, worker_budget
 from appliance.runner import BLOCKED, FAILED, Outcome, RunContext, decision_for, reused
-from appliance.session import Prepared, expected_environment, planned_exposures, prepare, prepare_cache, priced
+from appliance.session import (
+    Prepared,
+    check_cache,
+    expected_environment,
+    planned_exposures,
+    prepare,
+    prepare_cache,
+    priced,
+)
 from appliance.sources import place
-from appliance.workdir import LOGS_DIR, MANIFEST_NAME, SUMS_NAME, check_workdir, load_fetch_record, locked
+from appliance.workdir import (
+    LOGS_DIR,
+    MANIFEST_NAME,
+    SUMS_NAME,
+    check_not_busy,
+    check_workdir,
+    load_fetch_record,
+    locked,
+)
 
 
 @dataclass(frozen=True)
@@ -61,8 +77,10 @@ class Result:
 def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, console=None) -> Result:
     """Reduce the recipe into ``workdir``: run what changed, reuse the rest, write the manifest."""
     check_workdir(workdir)
+    check_not_busy(workdir)  # at once, before the step specs are checked (which imports jwst)
     prepared = prepare(recipe_path, workdir, allow_env_mismatch=options.allow_env_mismatch)
     recipe, settings = prepared.recipe, prepared.settings
+    check_cache(settings, simulated=prepared.simulated)
     known = planned_exposures(recipe)
     jobs = options.jobs or 1
     if known is not None:  # an unknown --force-task, a plan too big for this machine: before any write

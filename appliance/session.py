@@ -90,7 +90,14 @@ def prepare_cache(settings: CrdsSettings, simulated: bool) -> None:
         from appliance.simulate import build_crds_cache
 
         build_crds_cache(cache)
-    if settings.mode == "local" and not crdsenv.cache_holds_context(cache, settings.context):
+    check_cache(settings, simulated=False)
+
+
+def check_cache(settings: CrdsSettings, simulated: bool) -> None:
+    """Refuse, before anything is written, a local-mode cache that cannot serve the context (a simulated
+    run builds its synthetic cache, so it can)."""
+    cache = Path(settings.path)
+    if not simulated and settings.mode == "local" and not crdsenv.cache_holds_context(cache, settings.context):
         raise UserError(
             f"environment.crds_context: {settings.context} is not in the CRDS cache {cache} "
             f"(run `python run.py fetch` with network first, or set CRDS_PATH)"

@@ -182,21 +182,43 @@ def locked(workdir: Path, what: str = "run"):
     from appliance.files import utc_now
 
     path = Path(workdir) / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            raise WorkdirBusy(f"{printable(workdir)}: another {holder.get('what', 'run')} is working in this workdir "
-                              f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
-                              f"{holder.get('since', '?')}); wait for it, or use another --workdir") from None
+        _take(fd, workdir)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now(),
                                   "what": what}).encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def check_not_busy(workdir: Path) -> None:
+    """Fail at once, creating nothing, when a run or fetch holds the workdir's lock (the first check of a
+    run, before the recipe's slower checks)."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(workdir) / LOCK_NAME, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return  # no lock file: nobody holds it (a symlinked one is refused when the run takes the lock)
+    try:
+        _take(fd, workdir)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _take(fd: int, workdir: Path) -> None:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        raise WorkdirBusy(f"{printable(workdir)}: another {holder.get('what', 'run')} is working in this workdir "
+                          f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
+                          f"{holder.get('since', '?')}); wait for it, or use another --workdir") from None
 
 
 def _holder(fd: int) -> dict:

@@ -16,7 +16,7 @@ from appliance.crdsenv import CrdsSettings
 from appliance.graph import Task
 from appliance.incremental import changed, decide, environment_of, key_of, key_parts, reference_states, stale_output
 from appliance.runner import FAILED, REUSED, RUN, RunContext, perform
-from appliance.workdir import WorkdirBusy, locked, marker_path, record_path
+from appliance.workdir import WorkdirBusy, check_not_busy, locked, marker_path, record_path
 
 ENV = environment_of("3.0.0", CrdsSettings("jwst_9000.pmap", "/c", "local", "x", True))
 
@@ -158,8 +158,20 @@ def test_one_run_per_workdir_and_a_dead_holders_lock_is_taken_over(tmp_path):
             with locked(tmp_path):
                 pass
         assert time.monotonic() - started < 2  # at once, not after a wait
+        with pytest.raises(WorkdirBusy, match=rf"\(pid {holder.pid} on "):
+            check_not_busy(tmp_path)  # what a run asks first, taking nothing
+        # a run into the held workdir is refused before its recipe's step specs are checked (no jwst import)
+        recipe = tmp_path / "r.toml"
+        recipe.write_text((Path(__file__).parents[1] / "recipes" / "demo.toml").read_text()
+                          + "\n[image3.steps.resample]\npixfrac = 0.9\n")
+        busy = subprocess.run([sys.executable, "-X", "importtime", str(Path(__file__).parents[1] / "run.py"), "run",
+                               str(recipe), "--workdir", str(tmp_path)], capture_output=True, text=True)
+        assert busy.returncode == 2
+        assert busy.stderr.splitlines()[-1].startswith(f"error: {tmp_path}: another run is working in this workdir")
+        assert " jwst" not in busy.stderr and "stpipe" not in busy.stderr
     finally:
         holder.kill()
         holder.wait()
+    check_not_busy(tmp_path)
     with locked(tmp_path):  # the holder died (SIGKILL): its lock is free again
         assert json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
