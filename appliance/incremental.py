@@ -77,21 +77,28 @@ def decide(task: Task, parts: dict, record: dict | None, workdir: Path, cache: P
     if pending:
         return Decision(True, f"input may change: {pending[0]} (its task runs first)")
     if record.get("key") != key_of(parts):
-        return Decision(True, changed(record.get("key_parts") or {}, parts))
+        return Decision(True, changed(record.get("key_parts") or {}, parts, record.get("effective_parameters")))
     reason = stale_reference(cache, record.get("references", {})) or stale_output(workdir, record["outputs"])
     return Decision(True, reason) if reason else Decision(False, "unchanged")
 
 
-def changed(old: dict, new: dict) -> str:
-    """The first difference between two keys' parts, said as a reason."""
+def changed(old: dict, new: dict, effective: dict | None = None) -> str:
+    """The first difference between two keys' parts, said as a reason.
+
+    A parameter the recipe did not set last time shows the value the step ran
+    with (``effective``: the record's effective parameters), so a new override
+    reads ``jump.rejection_threshold 4.0 → 5.0``; ``(default)`` only where that
+    is not known (a parameter the recipe drops: its default shows once it ran).
+    """
     if old.get("version") != new.get("version") or old.get("kind") != new.get("kind"):
         return "new"
     a, b = flatten_params(old.get("params") or {}), flatten_params(new.get("params") or {})
     diffs = [k for k in sorted(set(a) | set(b)) if a.get(k, _UNSET) != b.get(k, _UNSET)]
     if diffs:
         k = diffs[0]
+        ran_with = flatten_params({"steps": (effective or {}).get("steps") or {}})
         more = f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""
-        return f"parameters changed: {k} {_show(a.get(k, _UNSET))} → {_show(b.get(k, _UNSET))}{more}"
+        return f"parameters changed: {k} {_show(a.get(k, ran_with.get(k, _UNSET)))} → {_show(b.get(k, _UNSET))}{more}"
     old_inputs, new_inputs = old.get("inputs") or {}, new.get("inputs") or {}
     for path in sorted(set(old_inputs) | set(new_inputs)):
         if old_inputs.get(path) != new_inputs.get(path):

@@ -80,6 +80,14 @@ def test_each_change_is_named(workdir, monkeypatch, change, reason):
     assert decision.run and decision.reason == reason
 
 
+def test_a_new_override_names_the_value_the_step_ran_with_last_time():
+    old, new = key_parts(stage_task(), {}, ENV), key_parts(stage_task(rejection_threshold=5.0), {}, ENV)
+    ran_with = {"pipeline": {}, "steps": {"jump": {"rejection_threshold": 4.0, "sat_expand": 2}}}
+    assert changed(old, new, ran_with) == "parameters changed: jump.rejection_threshold 4.0 → 5.0"
+    assert changed(old, new) == "parameters changed: jump.rejection_threshold (default) → 5.0"  # not recorded
+    assert changed(new, old, ran_with) == "parameters changed: jump.rejection_threshold 5.0 → (default)"
+
+
 def test_environment_changes_are_named():
     t = stage_task()
     old = key_parts(t, {}, ENV)

@@ -86,7 +86,7 @@ def test_an_image3_parameter_reruns_image3_and_what_reads_it(base, copy):
     preview = run_cli("run", str(recipe), "--workdir", str(copy), "--dry-run")
     assert preview.returncode == 0, preview.stderr
     lines = preview.stdout.splitlines()
-    assert any(line.startswith("run     image3:F770W") and "parameters changed: resample.pixfrac (default) → 0.8" in line
+    assert any(line.startswith("run     image3:F770W") and "parameters changed: resample.pixfrac 1.0 → 0.8" in line
                for line in lines), lines
     assert any(line.startswith("reused  detector1:") for line in lines)
     assert any(line.startswith("run     postprocess:background:F770W") and "input may change: stage3/" in line
