@@ -172,7 +172,7 @@ def _local_inputs(recipe):
 def _user(spec: str | None) -> tuple[int, int, list[int]]:
     if spec is None:
         return os.getuid(), os.getgid(), sorted(set(os.getgroups()) - {os.getgid()})
-    m = re.fullmatch(r"(\d+)(?::(\d+))?", spec)
+    m = re.fullmatch(r"(\d+)(?::(\d+))?", spec, re.ASCII)
     if not m:
         raise UserError(f"--user {spec}: expected UID or UID:GID (numbers)")
     uid = int(m.group(1))

@@ -47,27 +47,53 @@ def exposure_from_header(path: Path) -> Exposure:
     except Exception as exc:  # noqa: BLE001 - astropy raises OSError, ValueError, TypeError... for non-FITS bytes
         raise UserError(f"{where}: not a readable FITS file ({printable(str(exc).strip() or type(exc).__name__)[:120]})") from None
 
-    def value(keyword: str, pattern, expected: str) -> str:
-        return check_name(str(header.get(keyword, "")).strip(), pattern, f"{where}: {keyword}", expected)
-
     def count(keyword: str) -> int:
         number = header.get(keyword, 0)
-        return number if isinstance(number, int) and not isinstance(number, bool) and number > 0 else 0
+        return number if _is_count(number) else 0
 
-    return Exposure(
+    return checked_exposure(Exposure(
         name=name,
         kind=kind,
-        filter=value("FILTER", FILTER, 'a filter name such as "F770W" (upper-case letters and digits)'),
-        program=value("PROGRAM", PROGRAM, 'a program number of 5 digits such as "02732"'),
-        observation=value("OBSERVTN", OBSERVATION, 'an observation number of 3 digits such as "002"'),
+        filter=str(header.get("FILTER", "")).strip(),
+        program=str(header.get("PROGRAM", "")).strip(),
+        observation=str(header.get("OBSERVTN", "")).strip(),
         ngroups=count("NGROUPS") if kind == "uncal" else 0,
         nints=count("NINTS"),
         pixels=count("SUBSIZE1") * count("SUBSIZE2"),
-    )
+    ), where)
+
+
+#: Exposure fields that reach file names: (field, header keyword, pattern, what was expected).
+NAMED_FIELDS = (
+    ("filter", "FILTER", FILTER, 'a filter name such as "F770W" (upper-case letters and digits)'),
+    ("program", "PROGRAM", PROGRAM, 'a program number of 5 digits such as "02732"'),
+    ("observation", "OBSERVTN", OBSERVATION, 'an observation number of 3 digits such as "002"'),
+)
+
+
+def checked_exposure(exposure: Exposure, where: str) -> Exposure:
+    """``exposure`` when every value that reaches a file name or a size matches its vocabulary, else a
+    one-line UserError naming ``where`` (a header, the inputs' record, a simulation's parameters)."""
+    if not is_name(exposure.name) or exposure.kind not in INPUT_DIR_OF_KIND:
+        raise UserError(f"{where}: expected an exposure named <name>_uncal.fits, _rate.fits or _cal.fits, "
+                        f"<name> made of letters, digits, _ . + - only, got {printable(repr(exposure.name))}")
+    for field, keyword, pattern, expected in NAMED_FIELDS:
+        check_name(getattr(exposure, field), pattern, f"{where}: {keyword}", expected)
+    for field in ("ngroups", "nints", "pixels"):
+        if not (_is_count(getattr(exposure, field)) or getattr(exposure, field) == 0):
+            raise UserError(f"{where}: {field}: expected a whole number, got {printable(repr(getattr(exposure, field)))}")
+    return exposure
+
+
+def _is_count(number) -> bool:
+    return isinstance(number, int) and not isinstance(number, bool) and number > 0
 
 
 def build_plan(recipe: Recipe, exposures: list[Exposure]) -> Plan:
-    """Compile the recipe over its exposures into the task graph."""
+    """Compile the recipe over its exposures into the task graph (each exposure checked again, wherever
+    it was described: a header, a record, the simulator)."""
+    for e in exposures:
+        checked_exposure(e, f"{printable(recipe.path)}: inputs: exposure {printable(repr(e.name))}")
     kinds = {e.kind for e in exposures}
     if len(kinds) != 1:
         raise UserError(f"{recipe.path}: inputs: expected files of one kind, got {sorted(kinds)}")

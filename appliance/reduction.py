@@ -80,7 +80,6 @@ def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, conso
     check_not_busy(workdir)  # at once, before the step specs are checked (which imports jwst)
     prepared = prepare(recipe_path, workdir, allow_env_mismatch=options.allow_env_mismatch)
     recipe, settings = prepared.recipe, prepared.settings
-    check_cache(settings, simulated=prepared.simulated)
     known = planned_exposures(recipe)
     jobs = options.jobs or 1
     if known is not None:  # an unknown --force-task, a plan too big for this machine: before any write
@@ -92,6 +91,7 @@ def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, conso
         jobs = worker_budget(unknown_plan_estimate())[0]
     if options.executor == "serial":
         jobs = 1
+    check_cache(settings, simulated=prepared.simulated)
     progress = Progress(console)
     # an unreachable --dask-scheduler, a bad cluster file: one line before anything is written
     backend = backends.start(options.executor, jobs, settings.as_env(), scheduler=options.dask_scheduler,

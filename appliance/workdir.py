@@ -86,10 +86,40 @@ def require_writable(path: Path, flag: str) -> None:
 
 
 def check_workdir(workdir: Path, flag: str = "--workdir") -> None:
-    """A directory to write into: an existing directory, or creatable, and writable."""
+    """A directory to write into: an existing directory, or creatable, and writable, with no symbolic
+    link where the appliance writes (:func:`check_no_links`)."""
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"{printable(workdir)}: {flag}: expected a directory, found a file")
     require_writable(workdir, flag)
+    check_no_links(workdir)
+
+
+#: What the appliance writes at the top of a workdir.
+WRITTEN_HERE = (*OUTPUT_DIRS, LOGS_DIR, RECORDS_DIR, CRDS_CACHE_DIR, MANIFEST_NAME, SUMS_NAME, FETCH_RECORD, LOCK_NAME)
+
+
+def check_no_links(workdir: Path) -> None:
+    """Refuse a symbolic link among the entries the appliance writes, or anywhere below them.
+
+    jwst and astropy open a product's path and write through it, so a link
+    planted there (``stage1 -> /elsewhere``, ``logs/x.log -> ~/.bashrc``)
+    would carry a write out of the workdir.
+    """
+    for name in WRITTEN_HERE:
+        top = Path(workdir) / name
+        if top.is_symlink():
+            _linked(workdir, top)
+        if not top.is_dir():
+            continue
+        for root, dirs, files in os.walk(top):
+            for entry in (*dirs, *files):
+                if os.path.islink(os.path.join(root, entry)):
+                    _linked(workdir, Path(root) / entry)
+
+
+def _linked(workdir: Path, path: Path) -> None:
+    raise UserError(f"{printable(path)}: a symbolic link inside the workdir (to {printable(os.readlink(path))}); "
+                    f"the appliance writes only real files there: remove it")
 
 
 def check_new_directory(path: Path, flag: str, why: str) -> None:

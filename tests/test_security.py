@@ -86,6 +86,9 @@ CODE_OR_WRITES = [
     ("ramp_fit", "int_name", '"/tmp/EVIL_INT.fits"'),
     ("ramp_fit", "opt_name", '"../../EVIL_OPT.fits"'),
     ("persistence", "save_persistence", '"/tmp/EVIL_PERS.asdf"'),
+    ("dq_init", "config_file", '"evil.asdf"'),  # a parameter file may set hooks: another door to the same room
+    ("dq_init", "class", '"stpipe.subprocess.SystemCall"'),
+    ("dq_init", "name", '"saturation"'),
 ]
 
 
@@ -93,12 +96,79 @@ CODE_OR_WRITES = [
 def test_recipes_cannot_run_code_or_choose_where_products_go(capsys, tmp_path, step, param, value):
     recipe = tmp_path / "r.toml"
     recipe.write_text(DEMO + f"\n[detector1.steps.{step}]\nsave_results = true\n{param} = {value}\n")
-    before = listing(tmp_path, Path("/tmp"))
+    before, tmp_before = listing(tmp_path), set(os.listdir("/tmp"))
     line = one_line(capsys, "run", recipe, "--workdir", tmp_path / "work")
     assert f"detector1.steps.{step}.{param}: a recipe may not set {param}" in line
-    assert listing(tmp_path, Path("/tmp")) == before
+    assert listing(tmp_path) == before
+    # /tmp is shared with whatever else runs on the machine: none of the names these cases aim at appeared
+    assert not {n for n in set(os.listdir("/tmp")) - tmp_before if "PWNED" in n or "EVIL" in n or n == "x"}
     assert not (tmp_path / "work").exists()
     assert not Path("/tmp/PWNED").exists() and not Path("/tmp/EVIL_DIR").exists()
+
+
+def test_a_forged_specs_record_spares_no_policy_check(capsys, tmp_path):
+    """A workdir's ``records/validated.json`` may spare the check against jwst's specs (a re-run), never the
+    policy: a forged one does not let a parameter file with hooks in."""
+    from appliance import records
+    from appliance.recipe import load_recipe
+    from appliance.session import expected_environment
+
+    (tmp_path / "evil.asdf").write_text("#ASDF 1.0.0\n")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(DEMO + '\n[detector1.steps.dq_init]\nconfig_file = "evil.asdf"\n')
+    loaded = load_recipe(recipe)
+    workdir = tmp_path / "work"
+    (workdir / "records").mkdir(parents=True)
+    records.mark_specs_checked(workdir, records.specs_fingerprint(loaded, expected_environment(loaded)[0]))
+    line = one_line(capsys, "run", recipe, "--workdir", workdir)
+    assert "detector1.steps.dq_init.config_file: a recipe may not set config_file" in line
+    assert sorted(os.listdir(workdir)) == ["records"]
+
+
+@pytest.mark.parametrize("field, value", [("name", "../../../tmp/victim"), ("name", "x$(touch PWNED)"),
+                                          ("filter", "/../../x"), ("program", "\u0660\u0662\u0667\u0663\u0662"),
+                                          ("observation", "00 2"), ("nints", -5), ("kind", "../x")])
+def test_a_forged_inputs_record_is_not_trusted_and_a_bad_exposure_never_reaches_the_plan(tmp_path, field, value):
+    from appliance import records
+    from appliance.errors import UserError
+    from appliance.plan import build_plan
+    from appliance.recipe import load_recipe
+    from appliance.sources import INPUTS_TASK, preview, source
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(DEMO)
+    loaded = load_recipe(recipe)
+    workdir = tmp_path / "work"
+    good = {"name": EXPOSURE, "kind": "uncal", "filter": "F770W", "program": "02732", "observation": "002",
+            "ngroups": 5, "nints": 1, "pixels": 1032 * 1024}
+    records.finish(workdir, {"id": INPUTS_TASK, "kind": "simulate", "status": records.DONE,
+                             "key": source(loaded).input_key(loaded), "outputs": [],
+                             "exposures": [{**good, field: value}]})
+    assert records.load(workdir, INPUTS_TASK) is not None  # well formed as a record ...
+    placed = preview(loaded, workdir)
+    assert (placed.status, placed.reason) == ("run", "new")  # ... but its exposures are not trusted
+    assert all(e.name != value and e.filter != value for e in placed.exposures)
+    with pytest.raises(UserError) as refused:
+        build_plan(loaded, [Exposure(**{**good, field: value})])
+    assert "\n" not in str(refused.value) and str(recipe) in str(refused.value)
+
+
+@pytest.mark.parametrize("planted", ["stage1", "logs", "records", "crds_cache", "stage1/x_rate.fits",
+                                     "logs/detector1_x.log", "run.lock", "manifest.json"])
+def test_a_symbolic_link_planted_in_the_workdir_is_refused_before_anything_is_written(capsys, tmp_path, planted):
+    """jwst and astropy write through a product's path: a link there would carry the write outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(DEMO)
+    workdir = tmp_path / "work"
+    link = workdir / planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside if "." not in planted else outside / "victim")
+    before = listing(outside, workdir)
+    line = one_line(capsys, "run", recipe, "--workdir", workdir)
+    assert f"{link}: a symbolic link inside the workdir" in line and "remove it" in line
+    assert listing(outside, workdir) == before and not (outside / "victim").exists()
 
 
 NAMED_PARTS = [
@@ -236,6 +306,13 @@ def test_digits_are_ascii_digits(capsys, tmp_path, key, value):
         'instrument = "MIRI/IMAGE"\nproduct = "uncal"\n'
     (tmp_path / "r.toml").write_text(text, encoding="utf-8")
     assert f"inputs.mast.{key}: expected a string of" in one_line(capsys, "check", tmp_path / "r.toml")
+
+
+@pytest.mark.parametrize("key, value", [("program", '"٠٢٧٣٢"'), ("observation", '"００２"'),
+                                        ("date", '"２０２４-07-03T10:00:00"')])
+def test_simulated_observations_take_ascii_digits_only(capsys, tmp_path, key, value):
+    (tmp_path / "r.toml").write_text(DEMO.replace("seed = 1\n", f"seed = 1\n{key} = {value}\n"), encoding="utf-8")
+    assert f"inputs.simulate: {key}: expected " in one_line(capsys, "check", tmp_path / "r.toml")
 
 
 def test_control_characters_in_a_recipe_are_printed_escaped(capsys, tmp_path):

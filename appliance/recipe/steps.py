@@ -28,8 +28,10 @@ _STRUCTURAL_STEP_KEYS = frozenset({"config_file", "name", "class"})
 
 
 #: Step parameters a recipe may not set, and why (``docs/security.md``).  stpipe runs a
-#: hook that is not an importable step as a shell command; the others name where a
-#: step writes, which is the plan's to decide, inside the workdir.
+#: hook that is not an importable step as a shell command; a parameter file or class
+#: could bring hooks and paths in by another door; the others name where a step
+#: writes, which is the plan's to decide, inside the workdir.  Checked on every run,
+#: also when a record spares the check against jwst's specs.
 REFUSED_STEP_PARAMETERS = {
     "pre_hooks": "runs code (stpipe runs a hook that is not a step as a shell command)",
     "post_hooks": "runs code (stpipe runs a hook that is not a step as a shell command)",
@@ -41,6 +43,9 @@ REFUSED_STEP_PARAMETERS = {
     "int_name": "names where a product is written; product names are the plan's",
     "opt_name": "names where a product is written; product names are the plan's",
     "save_persistence": "names where a product is written; product names are the plan's",
+    "config_file": "names an stpipe parameter file, which could set any of these; set the parameters themselves",
+    "class": "names the Python class stpipe loads for the step; the steps are the pipeline's own",
+    "name": "renames the step, and with it where stpipe looks up its parameters",
 }
 
 
@@ -91,11 +96,11 @@ def validate_steps(recipe: Recipe, workdir: Path | None = None, *, specs: bool =
                                    "unknown step" + choices(step, step_specs, f"{stage} steps"))
             for param, value in params.items():
                 key = (stage, "steps", step, param)
+                if param in REFUSED_STEP_PARAMETERS:
+                    raise recipe_error(recipe, key, f"a recipe may not set {param}: it {REFUSED_STEP_PARAMETERS[param]}")
                 if specs and param not in step_specs[step]:
                     raise recipe_error(recipe, key, f"unknown parameter of {step}"
                                        + choices(param, step_specs[step], "parameters", owner=classes[step]))
-                if param in REFUSED_STEP_PARAMETERS:
-                    raise recipe_error(recipe, key, f"a recipe may not set {param}: it {REFUSED_STEP_PARAMETERS[param]}")
                 reason = ((_check_value(step_specs[step][param], value) if specs else None)
                           or _check_policy(recipe, param, value, workdir))
                 if reason:

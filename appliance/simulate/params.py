@@ -100,7 +100,7 @@ def validate(p: SimParams, what: str = "simulate") -> None:
         raise bad("seed", "a non-negative integer")
     for key, digits in (("program", 5), ("observation", 3), ("visit", 3)):
         value = getattr(p, key)
-        if not isinstance(value, str) or not re.fullmatch(rf"\d{{{digits}}}", value):
+        if not isinstance(value, str) or not re.fullmatch(rf"[0-9]{{{digits}}}", value):
             raise bad(key, f"a string of {digits} digits")
     if not _int(p.n_point_sources) or not 1 <= p.n_point_sources <= 500:
         raise bad("n_point_sources", "an integer from 1 to 500")
@@ -114,5 +114,5 @@ def validate(p: SimParams, what: str = "simulate") -> None:
         raise bad("pa_v3", "degrees in [0, 360)")
     if not _num(p.cosmic_ray_rate) or not 0 <= p.cosmic_ray_rate <= 1000:
         raise bad("cosmic_ray_rate", "events per cm^2 per s in [0, 1000]")
-    if not isinstance(p.date, str) or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", p.date) or p.date < "2022-07-12":
+    if not isinstance(p.date, str) or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", p.date, re.ASCII) or p.date < "2022-07-12":
         raise bad("date", "an ISO UTC time YYYY-MM-DDThh:mm:ss from 2022-07-12 on")

@@ -134,6 +134,8 @@ def _decide(recipe, workdir: Path, force: bool) -> tuple[str, dict | None, str]:
 
     key = source(recipe).input_key(recipe)
     record = records.load(workdir, INPUTS_TASK)
+    if record is not None and _recorded_exposures(record) is None:
+        record = None  # not well formed: not trusted, the inputs are placed again
     if force:
         reason = "forced"
     elif record is None:
@@ -145,7 +147,14 @@ def _decide(recipe, workdir: Path, force: bool) -> tuple[str, dict | None, str]:
     return key, record, reason
 
 
-def _recorded_exposures(record: dict) -> list:
+def _recorded_exposures(record: dict) -> list | None:
+    """The exposures the inputs' record describes, each checked as a header's would be; None when the
+    record does not describe them well (it is read as untrusted input)."""
+    from appliance.errors import UserError
     from appliance.graph import Exposure
+    from appliance.plan import checked_exposure
 
-    return [Exposure(**e) for e in record.get("exposures", [])]
+    try:
+        return [checked_exposure(Exposure(**e), "records/inputs.json") for e in record.get("exposures", [])]
+    except (TypeError, UserError):
+        return None

@@ -318,7 +318,8 @@ class MastClient:
         if len(table):
             table = obs.filter_products(table, productSubGroupDescription=[query.product.upper()], extension="fits")
         visit = query.visit or r"\d{3}"
-        pattern = re.compile(rf"jw{query.program}{query.observation}{visit}_\d{{5}}_\d{{5}}_[a-z0-9]+_{query.product}\.fits")
+        pattern = re.compile(rf"jw{query.program}{query.observation}{visit}_\d{{5}}_\d{{5}}_[a-z0-9]+_{query.product}\.fits",
+                             re.ASCII)
         found: dict[str, Product] = {}
         for row in table:
             name = str(row["productFilename"])
