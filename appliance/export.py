@@ -92,7 +92,7 @@ def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, forc
     plan = build_plan(recipe, exposures)
     stage_tasks = [t for t in plan.tasks if t.kind in STAGES]
     skipped = [t.id for t in plan.tasks if t.kind not in STAGES]
-    effective = recorded_effective_parameters(Path(effective_from), stage_tasks) if effective_from else {}
+    effective = recorded_effective_parameters(Path(effective_from), stage_tasks, recipe) if effective_from else {}
 
     parent = out.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +193,7 @@ def write_parameter_file(recipe, stage: str, directory: Path) -> Path:
     return path
 
 
-def recorded_effective_parameters(workdir: Path, stage_tasks) -> dict[str, tuple]:
+def recorded_effective_parameters(workdir: Path, stage_tasks, recipe) -> dict[str, tuple]:
     """Stage -> (its pipeline with jwst's defaults, the effective parameters its tasks recorded in
     ``workdir``); one line if a task has no record (the recipe did not run there) or the tasks of one
     stage ran with different parameters."""
@@ -209,7 +209,7 @@ def recorded_effective_parameters(workdir: Path, stage_tasks) -> dict[str, tuple
         if task.kind not in defaults:
             defaults[task.kind] = STAGES[task.kind].pipeline_class()()
         _refuse_what_runs_code_or_names_places(workdir, task.id, task.kind, defaults[task.kind],
-                                               record["effective_parameters"])
+                                               record["effective_parameters"], recipe)
         first = by_stage.setdefault(task.kind, (task.id, record["effective_parameters"]))
         if first[1] != record["effective_parameters"]:
             changed = changed_parameters(first[1], record["effective_parameters"])[0][0]
@@ -218,22 +218,36 @@ def recorded_effective_parameters(workdir: Path, stage_tasks) -> dict[str, tuple
     return {stage: (defaults[stage], params) for stage, (_, params) in by_stage.items()}
 
 
-def _refuse_what_runs_code_or_names_places(workdir: Path, task_id: str, stage: str, pipeline, effective: dict) -> None:
-    """A record is untrusted input: a hook or an output name it carries would reach the exported
-    script's strun (docs/security.md).  Only the pipeline's own defaults pass."""
+def _refuse_what_runs_code_or_names_places(workdir: Path, task_id: str, stage: str, pipeline, effective: dict,
+                                           recipe) -> None:
+    """A record is untrusted input: whatever it carries reaches the exported parameter files and the
+    script's strun (docs/security.md).  Every parameter must be one of the step's spec, and a value that is
+    not the pipeline's own default must pass the recipe policy (no refused parameter, plain name parts,
+    files read only from the recipe's directory or the workdir)."""
     from appliance.parameters import plain
-    from appliance.recipe import REFUSED_STEP_PARAMETERS
+    from appliance.recipe import policy_problem
 
+    def refuse(what: str) -> UserError:
+        return UserError(f"{printable(workdir)}: --effective-from: {task_id} records {what}; refusing to export it")
+
+    steps = effective.get("steps", {})
+    if not isinstance(effective.get("pipeline", {}), dict) or not isinstance(steps, dict):
+        raise refuse("parameters that are not tables of parameters")
     scopes = {"pipeline": (pipeline, effective.get("pipeline", {}))}
-    scopes.update({name: (getattr(pipeline, name, None), params) for name, params in effective.get("steps", {}).items()})
+    scopes.update({name: (getattr(pipeline, name, None) if name in pipeline.step_defs else None, params)
+                   for name, params in steps.items()})
     for scope, (step, params) in scopes.items():
         if step is None or not isinstance(params, dict):
-            raise UserError(f"{printable(workdir)}: --effective-from: {task_id} records {printable(scope)}, which "
-                            f"is no step of {STAGES[stage].alias}")
-        for name, why in REFUSED_STEP_PARAMETERS.items():
-            if name in params and params[name] != plain(getattr(step, name, None)):
-                raise UserError(f"{printable(workdir)}: --effective-from: {task_id} records {printable(scope)}.{name}"
-                                f" = {printable(repr(params[name]))[:80]}, which {why}; refusing to export it")
+            raise refuse(f"{printable(scope)}, which is no step of {STAGES[stage].alias}")
+        spec = type(step).load_spec_file()
+        for name, value in params.items():
+            if name not in spec or name == "steps":
+                raise refuse(f"{printable(scope)}.{printable(name)}, which is no parameter of it")
+            if value == plain(getattr(step, name, None)):
+                continue  # the pipeline's own default
+            why = policy_problem(recipe, name, value, workdir)
+            if why:
+                raise refuse(f"{printable(scope)}.{printable(name)} = {printable(repr(value))[:80]} ({why})")
 
 
 def write_effective_file(stage: str, pipeline, effective: dict, directory: Path) -> Path:

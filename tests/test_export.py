@@ -176,8 +176,19 @@ def test_the_exported_strun_script_gives_the_same_content_digests_as_run(tmp_pat
 
 
 @pytest.mark.e2e
-def test_effective_from_refuses_a_record_that_carries_a_hook(tmp_path_factory, tmp_path):
-    """A record is untrusted: a pre_hook it carries must never reach the exported script's strun."""
+@pytest.mark.parametrize("step, name, value, expected", [
+    ("jump", "pre_hooks", ["touch PWNED"], "runs code"),
+    ("dq_init", "config_file", "evil.asdf", "no parameter of it"),  # a step's spec has none: refused either way
+    ("jump", "suffix", "../../../../tmp/EVIL", "expected letters, digits"),
+    ("jump", "output_ext", "/../../x", 'expected ".fits"'),
+    ("dark_current", "override_dark", "/etc/passwd", "lies outside the recipe's directory"),
+    ("jump", "no_such_parameter", 1, "no parameter of it"),
+    ("evil", "", True, "records evil, which is no step of calwebb_detector1"),
+])
+def test_effective_from_refuses_a_record_that_carries_code_or_paths(tmp_path_factory, tmp_path, step, name, value,
+                                                                    expected):
+    """A record is untrusted: what it carries reaches the exported parameter files and the script's strun, so
+    it must pass the recipe policy (and be a parameter of the step) unless it is the pipeline's own default."""
     import json
     import shutil
 
@@ -186,11 +197,11 @@ def test_effective_from_refuses_a_record_that_carries_a_hook(tmp_path_factory, t
     shutil.copytree(base / "records", forged / "records")
     path = forged / "records" / "detector1_jw02732002001_02101_00001_mirimage.json"
     record = json.loads(path.read_text())
-    record["effective_parameters"]["steps"]["jump"]["pre_hooks"] = ["touch PWNED"]
+    record["effective_parameters"]["steps"].setdefault(step, {})[name or "skip"] = value
     path.write_text(json.dumps(record))
     recipe = tmp_path / "small.toml"
     recipe.write_text(SMALL)
     done = run_cli("export", str(recipe), "--out", str(tmp_path / "exported"), "--effective-from", str(forged))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert "jump.pre_hooks" in done.stderr and "runs code" in done.stderr
+    assert f"{step}.{name}".rstrip(".") in done.stderr and expected in done.stderr, done.stderr
     assert not (tmp_path / "exported").exists()

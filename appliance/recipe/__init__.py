@@ -39,6 +39,7 @@ from appliance.recipe.steps import (
     READ_PATH_PARAMETERS,
     REFCAT_NAMES,
     REFUSED_STEP_PARAMETERS,
+    policy_problem,
     step_parameters,
     unknown_step_parameters,
     validate_steps,
@@ -48,6 +49,6 @@ __all__ = [
     "INPUT_KINDS", "LOCAL_SUFFIXES", "MAST_PRODUCTS", "NAME_PARAMETERS", "READ_PATH_PARAMETERS", "REFCAT_NAMES",
     "REFUSED_STEP_PARAMETERS", "SCHEMA_VERSION", "STAGES", "Environment", "LocalFile", "LocalSpec", "MastQuery",
     "PostOp", "Recipe", "RecipeError", "StageConfig", "environment_mismatches", "first_stage", "load_recipe",
-    "parse_recipe", "resolve_local_inputs", "stages_to_run", "step_parameters", "unknown_step_parameters",
+    "parse_recipe", "policy_problem", "resolve_local_inputs", "stages_to_run", "step_parameters", "unknown_step_parameters",
     "validate_steps",
 ]

@@ -102,7 +102,7 @@ def validate_steps(recipe: Recipe, workdir: Path | None = None, *, specs: bool =
                     raise recipe_error(recipe, key, f"unknown parameter of {step}"
                                        + choices(param, step_specs[step], "parameters", owner=classes[step]))
                 reason = ((_check_value(step_specs[step][param], value) if specs else None)
-                          or _check_policy(recipe, param, value, workdir))
+                          or policy_problem(recipe, param, value, workdir))
                 if reason:
                     raise recipe_error(recipe, key, reason)
 
@@ -147,8 +147,11 @@ def unknown_step_parameters(recipe: Recipe, jwst_version: str) -> list[str]:
     return lines
 
 
-def _check_policy(recipe: Recipe, param: str, value: Any, workdir: Path | None) -> str | None:
-    """Why a well-typed value is still refused: a file name part, or a file outside the allowed roots."""
+def policy_problem(recipe: Recipe, param: str, value: Any, workdir: Path | None) -> str | None:
+    """Why a well-typed value is still refused (a refused parameter, a file name part that is no plain word,
+    a file outside the allowed roots), or None; also for values read from a record (``export``)."""
+    if param in REFUSED_STEP_PARAMETERS:
+        return f"a recipe may not set {param}: it {REFUSED_STEP_PARAMETERS[param]}"
     if param in NAME_PARAMETERS and isinstance(value, str):
         pattern, expected = NAME_PARAMETERS[param]
         if not pattern.fullmatch(value):
