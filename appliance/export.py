@@ -312,8 +312,8 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
         "no appliance needed.",
         f"# Exported by jwst-reduction-appliance {__version__} from {printable(recipe.path)}",
         f"#   recipe sha256 {recipe.sha256}",
-        f"#   for jwst {recipe.environment.jwst} (parameter files written with jwst {version('jwst')}), "
-        f"CRDS context {recipe.environment.crds_context}",
+        f"#   for jwst {printable(recipe.environment.jwst)} (parameter files written with jwst {version('jwst')}), "
+        f"CRDS context {printable(recipe.environment.crds_context)}",
         "#",
         "# Usage: ./reduce.sh INPUT_DIR [WORKDIR]",
         f"#   INPUT_DIR  the {len(exposures)} input exposure(s) listed below",

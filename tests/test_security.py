@@ -271,6 +271,13 @@ def test_the_astrometric_table_must_be_in_the_recipe_directory(capsys, tmp_path,
     assert "lies outside the recipe's directory" in one_line(capsys, "check", home / "r.toml")
 
 
+@pytest.mark.parametrize("name", ["a b.ecsv", "x$(touch PWNED).ecsv", ".hid.ecsv", "-rf.ecsv"])
+def test_the_astrometric_table_name_becomes_a_product_name_so_it_is_plain(capsys, tmp_path, name):
+    (tmp_path / name).write_text("ra,dec\n1,2\n")
+    (tmp_path / "r.toml").write_text(DEMO + f'\n[[postprocess]]\nop = "astrometric_catalog"\ntable = "{name}"\n')
+    assert "table: expected a file named with letters, digits" in one_line(capsys, "check", tmp_path / "r.toml")
+
+
 # --------------------------------------------------------------------------- recipes as files
 
 def test_a_recipe_that_is_a_fifo_or_a_device_is_refused_at_once(capsys, tmp_path):
@@ -313,6 +320,12 @@ def test_digits_are_ascii_digits(capsys, tmp_path, key, value):
 def test_simulated_observations_take_ascii_digits_only(capsys, tmp_path, key, value):
     (tmp_path / "r.toml").write_text(DEMO.replace("seed = 1\n", f"seed = 1\n{key} = {value}\n"), encoding="utf-8")
     assert f"inputs.simulate: {key}: expected " in one_line(capsys, "check", tmp_path / "r.toml")
+
+
+@pytest.mark.parametrize("version", ['"\\n3.0.0\\n"', '" 3.0.0"', '"3.0.0; rm -rf ~"'])
+def test_the_jwst_version_is_a_version_and_nothing_else(capsys, tmp_path, version):
+    (tmp_path / "r.toml").write_text(DEMO.replace('jwst = "3.0.0"', f"jwst = {version}"))
+    assert "environment.jwst: expected a version" in one_line(capsys, "check", tmp_path / "r.toml")
 
 
 def test_control_characters_in_a_recipe_are_printed_escaped(capsys, tmp_path):

@@ -17,7 +17,7 @@ from appliance.files import file_sha256
 from appliance.graph import Task
 from appliance.postprocess.registry import REGISTRY, resolved_params
 from appliance.recipe import RecipeError, stages_to_run
-from appliance.safety import inside
+from appliance.safety import inside, is_name, printable
 from appliance.workdir import POSTPROCESS_DIR
 
 
@@ -135,6 +135,8 @@ def _check_astrometric(recipe, i, params, products, known, fail) -> None:
             path = root / path
         if not path.is_file():
             fail(i, "table", f"no such file: \"{params['table']}\" (looked for {path})")
+        if not is_name(path.name.split(".")[0]):  # it names the product: <stem>_refcat.ecsv
+            fail(i, "table", f"expected a file named with letters, digits, _ . + - only, got {printable(repr(path.name))}")
         if not inside(path, root):
             fail(i, "table", f"\"{params['table']}\" lies outside the recipe's directory {root}; "
                  "a recipe may only name files there")

@@ -43,6 +43,7 @@ _TOP_KEYS = ("schema", "recipe", "environment", "inputs", *STAGES, "postprocess"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+_VERSION_TEXT = re.compile(r"[0-9A-Za-z.+!-]{1,40}", re.ASCII)  # what packaging accepts, minus whitespace
 _CRDS_CONTEXT = re.compile(r"jwst_[0-9]+\.pmap", re.ASCII)
 
 
@@ -136,7 +137,7 @@ def _environment(table: dict) -> Environment:
     key = ("environment",)
     _check_keys(table, key, ("jwst", "crds_context", "use_step_pars"))
     jwst = _get(table, key, "jwst", str, required=True, hint='such as "3.0.0"')
-    if parse_version(jwst) is None:
+    if parse_version(jwst) is None or not _VERSION_TEXT.fullmatch(jwst):
         raise _Invalid((*key, "jwst"), f'expected a version such as "3.0.0", got {show(jwst)}')
     context = _get(table, key, "crds_context", str, required=True, hint='such as "jwst_1584.pmap"')
     if not _CRDS_CONTEXT.fullmatch(context):
