@@ -491,8 +491,8 @@ _ENTRY_FIELDS = {
     "products": (("path", "path", True), ("sha256", "sha256", True), ("content_digest", "string", True),
                  ("size", "count", False), ("task", "string", False), ("crds_refs", "strings", False),
                  ("step_status", "strings", False)),
-    "tasks": (("id", "string", True), ("kind", "string", False), ("params", "object", False),
-              ("effective_parameters", "object", False),
+    "tasks": (("id", "string", True), ("kind", "string", False), ("params", "parameters", False),
+              ("effective_parameters", "parameters", False),
               ("outputs", "paths", False), ("seconds", "number", False)),
 }
 #: Fields of ``environment`` and the top level: (name, kind).
@@ -517,6 +517,10 @@ def _expected(value, kind: str) -> str | None:
         "strings": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
                     "an object of strings"),
         "object": (lambda v: isinstance(v, dict), "an object"),
+        "parameters": (lambda v: isinstance(v, dict) and isinstance(v.get("pipeline", {}), dict)
+                       and isinstance(v.get("steps", {}), dict)
+                       and all(isinstance(x, dict) for x in v.get("steps", {}).values()),
+                       "an object whose pipeline is an object and whose steps are objects of parameters"),
         "count": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
         "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
         "image": (lambda v: v is None or isinstance(v, dict) and (v.get("id") is None or isinstance(v["id"], str)
