@@ -42,7 +42,7 @@ from appliance.manifest import EnvironmentRecord, ImageRecord, InputRecord, Mani
 from appliance.parameters import task_parameter_changes
 from appliance.prefetch import needs_prefetch, prefetch_references, recipe_reftypes
 from appliance.safety import is_name, printable
-from appliance.session import choose_settings, prepare
+from appliance.session import choose_settings, prepare, priced
 from appliance.sources.local import origin_path
 from appliance.workdir import MANIFEST_NAME, check_new_directory
 
@@ -88,6 +88,10 @@ def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None
     else:
         _check_environment(recorded.environment, allow_env_mismatch)
 
+    if draft.input_kind == "simulate":  # what the simulator would write is known now: price it before making it
+        from appliance.plan import build_plan
+
+        priced(draft, build_plan(draft, sources.planned_exposures(draft)), workdir)
     layout = plan_inputs(draft, recorded.inputs)
     parent = workdir.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)

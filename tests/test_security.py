@@ -651,6 +651,10 @@ def test_a_plan_bigger_than_the_machine_is_refused_before_any_write(capsys, tmp_
         line = one_line(capsys, command, tmp_path / "r.toml", "--workdir", tmp_path / "work")
         assert "needs an estimated" in line and "GiB" in line
     assert not (tmp_path / "work").exists()
+    recorded = manifest(tmp_path, huge)  # a manifest asking for the same simulation: priced before simulating
+    line = one_line(capsys, "reproduce", recorded, "--workdir", tmp_path / "again", "--allow-env-mismatch")
+    assert "needs an estimated" in line and "GiB" in line
+    assert not (tmp_path / "again").exists()
 
 
 def test_a_simulation_bigger_than_the_machine_is_refused(tmp_path):
