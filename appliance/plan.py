@@ -59,8 +59,19 @@ def exposure_from_header(path: Path) -> Exposure:
         observation=str(header.get("OBSERVTN", "")).strip(),
         ngroups=count("NGROUPS") if kind == "uncal" else 0,
         nints=count("NINTS"),
-        pixels=count("SUBSIZE1") * count("SUBSIZE2"),
+        pixels=count("SUBSIZE1") * count("SUBSIZE2") or _pixels_from_size(path, kind, count("NGROUPS"), count("NINTS")),
     ), where)
+
+
+#: Bytes per pixel of each kind of file, at the least: uncal uint16 ramps (per group and integration),
+#: rate and cal five float32 arrays and a DQ array.
+_FILE_BYTES_PER_PIXEL = {"uncal": 2, "rate": 24, "cal": 24}
+
+
+def _pixels_from_size(path: Path, kind: str, ngroups: int, nints: int) -> int:
+    """A header without SUBSIZE1/SUBSIZE2 still gets a price: the pixels its file size holds at the most."""
+    per_pixel = _FILE_BYTES_PER_PIXEL[kind] * (max(ngroups, 1) * max(nints, 1) if kind == "uncal" else 1)
+    return path.stat().st_size // per_pixel
 
 
 #: Exposure fields that reach file names: (field, header keyword, pattern, what was expected).

@@ -16,7 +16,11 @@ The coefficients were measured on this appliance (jwst 3.0.0, 2 cores):
 * disk per exposure ≈ (2.1 × groups × integrations + 21 × integrations + 111)
   bytes per pixel (uncal, rate + rateints, cal + i2d, crf) and ≈ 110 bytes per
   pixel per filter (mosaic, segmentation, post-processing): the demo's
-  142 MB workdir is predicted to within 1 %.
+  142 MB workdir is predicted to within 1 %;
+* a mosaic larger than its exposures' frame (resample's ``output_shape``,
+  ``pixel_scale_ratio``, ``pixel_scale``) adds its seven float32-sized arrays,
+  40 bytes per extra pixel, to image3's memory and to the disk (not measured:
+  an upper bound from the i2d's layout, enough to refuse an absurd request).
 
 Peak RSS of one stage in a fresh process, jwst 3.0.0 (measured 2026-12-02):
 
@@ -55,6 +59,10 @@ DISK_PER_PIXEL = 111
 DISK_PER_PIXEL_INTEGRATION = 21
 DISK_PER_PIXEL_GROUP = 2.1
 DISK_PER_FILTER_PIXEL = 110
+#: A mosaic larger than its exposures' frame (resample's ``output_shape``, ``pixel_scale_ratio`` or
+#: ``pixel_scale``): its float32 arrays (data, weight, context, error, three variances) held and written.
+MOSAIC_BYTES_PER_PIXEL = 40
+MIRI_PIXEL_SCALE = 0.11  # arcsec per pixel: resample's native pixel_scale_ratio = 1
 
 
 @dataclass(frozen=True)
@@ -103,15 +111,36 @@ def estimate(plan, *, simulated: bool = False) -> Estimate:
             memory = IMAGE2_BASE + IMAGE2_PER_PIXEL * exposures[subject].pixels
         elif task.kind == "image3":
             members = [e for e in plan.exposures if e.filter == subject]
-            memory = IMAGE3_BASE + IMAGE3_PER_MEMBER_PIXEL * sum(e.pixels for e in members)
+            frame = max((e.pixels for e in members), default=0)
+            memory = (IMAGE3_BASE + IMAGE3_PER_MEMBER_PIXEL * sum(e.pixels for e in members)
+                      + MOSAIC_BYTES_PER_PIXEL * max(0.0, mosaic_pixels(task.params, frame) - frame))
         else:
             continue
         if memory > peak:
             peak, peak_task = memory, f"{task.kind} of {subject}"
     disk = sum(exposure_disk(e.ngroups, e.nints, e.pixels) for e in plan.exposures)
+    mosaics = {t.id.partition(":")[2]: t.params for t in plan.tasks if t.kind == "image3"}
     for filt in {e.filter for e in plan.exposures}:
-        disk += DISK_PER_FILTER_PIXEL * max(e.pixels for e in plan.exposures if e.filter == filt)
+        frame = max(e.pixels for e in plan.exposures if e.filter == filt)
+        disk += DISK_PER_FILTER_PIXEL * frame + MOSAIC_BYTES_PER_PIXEL * max(
+            0.0, mosaic_pixels(mosaics.get(filt, {}), frame) - frame)
     return Estimate(peak, peak_task, disk)
+
+
+def mosaic_pixels(params: dict, frame: int) -> float:
+    """The pixels of an image3 mosaic: resample's ``output_shape`` when set, else the exposures' frame
+    (``frame`` pixels) scaled by the output pixel's area (``pixel_scale_ratio``, or ``pixel_scale`` in arcsec)."""
+    resample = ((params or {}).get("steps") or {}).get("resample") or {}
+    shape = resample.get("output_shape")
+    if isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) and n > 0 for n in shape):
+        return float(shape[0]) * float(shape[1])
+    ratio = resample.get("pixel_scale_ratio")
+    scale = resample.get("pixel_scale")
+    if isinstance(scale, (int, float)) and scale > 0:
+        ratio = scale / MIRI_PIXEL_SCALE
+    if isinstance(ratio, (int, float)) and ratio > 0:
+        return frame / (ratio * ratio)
+    return float(frame)
 
 
 def simulation(ngroups: int, nints: int, pixels: int, exposures: int) -> Estimate:

@@ -607,8 +607,14 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_copy(tmp_path, tiny_disk)
     (cache / "mappings" / "jwst" / "jwst_1584.pmap").write_text("")
     (cache / "config" / "jwst").mkdir(parents=True)
     (cache / "config" / "jwst" / "server_config").write_text("{}")
-    done = run_cli("run", str(tmp_path / "r.toml"), "--workdir", str(tiny_disk / "work"),
-                   env={"CRDS_CONTEXT": "jwst_1584.pmap", "CRDS_PATH": str(cache)})
+    env = {"CRDS_CONTEXT": "jwst_1584.pmap", "CRDS_PATH": str(cache)}
+    # a header without its frame size is priced by its file size: refused before anything is written
+    done = run_cli("run", str(tmp_path / "r.toml"), "--workdir", str(tiny_disk / "work"), env=env)
+    assert done.returncode == 2 and "GiB of disk, but" in done.stderr and not (tiny_disk / "work").exists()
+    # a header that claims one pixel passes the estimate, and the disk fills during the copy
+    fits.setval(data / f"{EXPOSURE}_uncal.fits", "SUBSIZE1", value=1)
+    fits.setval(data / f"{EXPOSURE}_uncal.fits", "SUBSIZE2", value=1)
+    done = run_cli("run", str(tmp_path / "r.toml"), "--workdir", str(tiny_disk / "work"), env=env)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert "No space left on device (the disk is full)" in lines[0]
@@ -655,6 +661,14 @@ def test_a_plan_bigger_than_the_machine_is_refused_before_any_write(capsys, tmp_
     line = one_line(capsys, "reproduce", recorded, "--workdir", tmp_path / "again", "--allow-env-mismatch")
     assert "needs an estimated" in line and "GiB" in line
     assert not (tmp_path / "again").exists()
+
+
+@pytest.mark.parametrize("fragment", ["output_shape = [200000, 200000]", "pixel_scale_ratio = 0.0001",
+                                      "pixel_scale = 0.00001"])
+def test_a_mosaic_bigger_than_the_machine_is_refused(capsys, tmp_path, fragment):
+    (tmp_path / "r.toml").write_text(DEMO + f"\n[image3.steps.resample]\n{fragment}\n")
+    line = one_line(capsys, "check", tmp_path / "r.toml")
+    assert "needs an estimated" in line and "for image3 of" in line
 
 
 def test_a_simulation_bigger_than_the_machine_is_refused(tmp_path):
