@@ -33,11 +33,19 @@ from pathlib import Path
 
 from appliance import crdsenv
 from appliance.errors import UserError
-from appliance.parameters import changed_parameters, save as save_effective, step_config_class
-from appliance.session import planned_exposures, prepare
+from appliance.parameters import changed_parameters
+from appliance.parameters import save as save_effective
+from appliance.parameters import write_parameter_file as write_parameters
 from appliance.pipelines import STAGES
 from appliance.safety import printable
-from appliance.workdir import INPUT_DIR_OF_KIND, LOGS_DIR, association_name, check_new_directory, check_workdir
+from appliance.session import planned_exposures, prepare
+from appliance.workdir import (
+    INPUT_DIR_OF_KIND,
+    LOGS_DIR,
+    association_name,
+    check_new_directory,
+    check_workdir,
+)
 
 SCRIPT_NAME = "reduce.sh"
 PARAMS_DIR = "params"
@@ -152,45 +160,14 @@ def resolve_exposures(recipe, inputs_dir: Path | None):
                     f"{INPUT_DIR_OF_KIND[recipe.mast.product]}")
 
 
-def _plain(value):
-    """Recipe values as plain YAML-able data (tuples become lists)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
 def write_parameter_file(recipe, stage: str, directory: Path) -> Path:
-    """``calwebb_<stage>.asdf``: the pipeline class and the recipe's step parameters, nothing else.
-
-    Written with stpipe's ``StepConfig`` (validated against its schema on
-    writing), then read back with ``Pipeline.from_config_file`` and checked
-    to carry every parameter of the recipe.
-    """
-    from stpipe.utilities import get_fully_qualified_class_name
-
+    """``calwebb_<stage>.asdf``: the pipeline class and the recipe's step parameters, nothing else,
+    read back and checked to carry every one of them."""
     from appliance.recipe import step_parameters
 
-    StepConfig = step_config_class()  # noqa: N806 - stpipe's class
-    cls = STAGES[stage].pipeline_class()
-    steps = step_parameters(recipe, stage)
-    configs = []
-    for name, step_class in cls.step_defs.items():  # the pipeline's own order
-        if steps.get(name):
-            configs.append(StepConfig(get_fully_qualified_class_name(step_class), name, _plain(steps[name]), []))
-    config = StepConfig(get_fully_qualified_class_name(cls), cls.__name__, {}, configs)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{STAGES[stage].alias}.asdf"
-    with config.to_asdf() as af:
-        af.write_to(str(path))
-    pipeline = cls.from_config_file(str(path))
-    for name, params in steps.items():
-        for key, value in params.items():
-            got = getattr(getattr(pipeline, name), key)
-            if _plain(got) != _plain(value) and not (isinstance(value, (int, float)) and got == value):
-                raise RuntimeError(f"{path.name}: {name}.{key} reads back as {got!r}, not {value!r}")
-    return path
+    steps = {name: params for name, params in step_parameters(recipe, stage).items() if params}
+    return write_parameters(STAGES[stage].pipeline_class(), {}, steps, directory / f"{STAGES[stage].alias}.asdf",
+                            check=True)
 
 
 def recorded_effective_parameters(workdir: Path, stage_tasks, recipe) -> dict[str, tuple]:

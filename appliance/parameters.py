@@ -102,19 +102,31 @@ def effective_parameters(pipeline) -> dict:
 
 
 def save(pipeline, effective: dict, path: Path) -> Path:
-    """``effective`` as an stpipe parameter file for ``pipeline``'s class; written under a temporary
-    name, read back with ``from_config_file``, then renamed into place."""
+    """``effective`` as an stpipe parameter file for ``pipeline``'s class (:func:`write_parameter_file`)."""
+    return write_parameter_file(type(pipeline), effective["pipeline"], effective["steps"], path)
+
+
+def write_parameter_file(pipeline_class, pipeline_parameters: dict, steps: dict[str, dict], path: Path, *,
+                         check: bool = False) -> Path:
+    """An stpipe parameter file (ASDF) of ``pipeline_class`` with these parameters, steps in the pipeline's
+    own order; written under a temporary name with stpipe's ``StepConfig`` (validated against its schema),
+    read back with ``from_config_file`` (``check``: and every step parameter compared), then renamed."""
     from stpipe.utilities import get_fully_qualified_class_name
 
     step_config = step_config_class()
-    steps = [step_config(get_fully_qualified_class_name(getattr(pipeline, name)), name, params, [])
-             for name, params in effective["steps"].items()]
-    config = step_config(get_fully_qualified_class_name(pipeline), type(pipeline).__name__,
-                         effective["pipeline"], steps)
+    configs = [step_config(get_fully_qualified_class_name(step_class), name, plain(steps[name]), [])
+               for name, step_class in pipeline_class.step_defs.items() if name in steps]
+    config = step_config(get_fully_qualified_class_name(pipeline_class), pipeline_class.__name__,
+                         plain(pipeline_parameters), configs)
     with writing(path) as temporary:
         with config.to_asdf() as af:
             af.write_to(str(temporary))
-        type(pipeline).from_config_file(str(temporary))  # stpipe reads it back, or this raises
+        pipeline = pipeline_class.from_config_file(str(temporary))  # stpipe reads it back, or this raises
+        for name, params in steps.items() if check else ():
+            for key, value in params.items():
+                got = getattr(getattr(pipeline, name), key)
+                if plain(got) != plain(value) and not (isinstance(value, (int, float)) and got == value):
+                    raise RuntimeError(f"{path.name}: {name}.{key} reads back as {got!r}, not {value!r}")
     return path
 
 
