@@ -25,14 +25,12 @@ directory beside ``DIR`` and renamed into place when complete.
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
-import tempfile
 from pathlib import Path
 
 from appliance import crdsenv
 from appliance.errors import UserError
+from appliance.files import publishing_directory
 from appliance.parameters import changed_parameters
 from appliance.parameters import save as save_effective
 from appliance.parameters import write_parameter_file as write_parameters
@@ -102,10 +100,7 @@ def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, forc
     skipped = [t.id for t in plan.tasks if t.kind not in STAGES]
     effective = recorded_effective_parameters(Path(effective_from), stage_tasks, recipe) if effective_from else {}
 
-    parent = out.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.export-"))
-    try:
+    with publishing_directory(out, "export") as tmp:
         with crdsenv.applied(prepared.settings):  # jwst writes and reads back the parameter files
             params = [write_effective_file(stage, *effective[stage], tmp / PARAMS_DIR) if stage in effective
                       else write_parameter_file(recipe, stage, tmp / PARAMS_DIR) for stage in plan.stages]
@@ -114,13 +109,6 @@ def export(recipe_path: Path, out: Path, *, inputs_dir: Path | None = None, forc
         script = tmp / SCRIPT_NAME
         script.write_text(script_text, encoding="utf-8")
         script.chmod(0o755)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out) if any(out.iterdir()) else out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     rebase = lambda p: out / p.relative_to(tmp)  # noqa: E731
     return Exported(out, out / SCRIPT_NAME, [rebase(p) for p in params], [rebase(p) for p in associations],
                     len(stage_tasks), skipped, _input_hint(recipe))

@@ -4,7 +4,7 @@ Every file the appliance writes goes to a hidden temporary name beside its
 target and is renamed into place when complete (:func:`writing`,
 :func:`atomic_write`), so a crash, a full disk or a killed process leaves
 either the old file, the new one, or nothing -- never a torn one under the
-final name.  The temporary name keeps the target's suffix (writers such as
+final name; a directory is built whole the same way (:func:`publishing_directory`).  The temporary name keeps the target's suffix (writers such as
 ``DataModel.save`` pick the format from it) and contains ``.part``.
 """
 
@@ -66,6 +66,32 @@ def atomic_write(target: str | os.PathLike, data: bytes | str, *, durable: bool 
     with writing(target, durable=durable) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(target)
+
+
+@contextmanager
+def publishing_directory(target: str | os.PathLike, purpose: str):
+    """``with publishing_directory(out, "export") as tmp: <fill tmp>`` -- then ``out`` appears whole.
+
+    The directory is built beside its target under a hidden name and renamed
+    into place when complete (replacing an empty or earlier ``target``, which
+    the caller has checked may go); on any failure it is removed, so a
+    reproduction or an export cut short leaves nothing behind.
+    """
+    import shutil
+    import tempfile
+
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{purpose}-"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if target.exists():
+            shutil.rmtree(target) if any(target.iterdir()) else target.rmdir()
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -30,14 +30,13 @@ import fnmatch
 import os
 import platform
 import posixpath
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from appliance import crdsenv, reduction, sources
 from appliance.errors import UserError, WorkFailed
+from appliance.files import publishing_directory
 from appliance.manifest import EnvironmentRecord, ImageRecord, InputRecord, Manifest, load_manifest, manifest_path
 from appliance.parameters import task_parameter_changes
 from appliance.prefetch import needs_prefetch, prefetch_references, recipe_reftypes
@@ -93,21 +92,11 @@ def reproduce(manifest_arg, workdir, *, tolerance: bool = False, tolerances=None
 
         priced(draft, build_plan(draft, sources.planned_exposures(draft)), workdir)
     layout = plan_inputs(draft, recorded.inputs)
-    parent = workdir.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=parent, prefix=f".{workdir.name}.reproduce-"))
-    try:
+    with publishing_directory(workdir, "reproduce") as stage:  # the workdir was checked empty above
         recipe_path = stage / layout.recipe_rel
         recipe_path.parent.mkdir(parents=True, exist_ok=True)
         recipe_path.write_bytes(recorded.recipe_text.encode("utf-8"))
         placed = restore_inputs(draft, recorded.inputs, stage, layout)
-        os.chmod(stage, 0o755)
-        if workdir.exists():
-            workdir.rmdir()  # checked empty above
-        os.replace(stage, workdir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     recipe_path = workdir.absolute() / layout.recipe_rel
     say(f"inputs   {len(recorded.inputs)} rebuilt from their origins; every sha256 matches the manifest")
 

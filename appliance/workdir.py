@@ -206,7 +206,6 @@ def locked(workdir: Path, what: str = "run"):
     process ends, however it ends, so the lock of a dead process is simply
     taken over.  The file says who holds it, for the message.
     """
-    import fcntl
     import socket
 
     from appliance.files import utc_now
