@@ -3,7 +3,7 @@
 The file goes to ``<name>.part`` beside its target (resumed with a Range request
 after a cut), is hashed as it arrives (on a second thread, so hashing overlaps
 receiving and writing), checked against the size the archive lists, and only
-then renamed by the caller.  The ``.part`` file is kept on a failure, so the
+then renamed into place (:func:`finish`).  The ``.part`` file is kept on a failure, so the
 next attempt resumes.  Transient faults (connection refused or cut, timeouts,
 HTTP 5xx/429) are retried a bounded number of times (:func:`retry`).
 """
@@ -11,6 +11,7 @@ HTTP 5xx/429) are retried a bounded number of times (:func:`retry`).
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -26,6 +27,12 @@ class Transient(Exception):
 def part_path(target: Path) -> Path:
     """Where ``target`` is received before it is complete (and resumed from after a cut)."""
     return target.with_name(target.name + ".part")
+
+
+def finish(part: Path, target: Path) -> Path:
+    """The complete, checked download takes its name (one rename: a reader never sees half of it)."""
+    os.replace(part, target)
+    return target
 
 
 def transfer(session, url: str, part: Path, *, name: str, listed_size: int | None, check_status,

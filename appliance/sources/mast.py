@@ -49,7 +49,7 @@ from appliance.errors import UserError, WorkFailed, short_reason
 from appliance.files import file_sha256, utc_now
 from appliance.safety import printable
 from appliance.sources import cloud
-from appliance.sources.download import Transient, part_path, retry, timeout_adapter, transfer
+from appliance.sources.download import Transient, finish, part_path, retry, timeout_adapter, transfer
 from appliance.sources.inputfile import InputFile
 from appliance.workdir import INPUT_DIR_OF_KIND, load_fetch_record, update_fetch_record
 
@@ -368,7 +368,7 @@ class MastClient:
             if part.exists() and part.stat().st_size > before:
                 raise WorkFailed(f"{exc} ({part.stat().st_size} bytes kept in {rel}.part; fetch again to resume)") from None
             raise
-        os.replace(part, target)
+        finish(part, target)
         return Fetched(target, rel, size, sha, product.uri, utc_now(), True, self.received - received)
 
     # ------------------------------------------------------------------ the S3 mirror
@@ -405,7 +405,7 @@ class MastClient:
             self.received += n
 
         got, sha = self._retry(what, self.mirror.transfer, key, part, name=product.name, size=size, on_bytes=count)
-        os.replace(part, target)
+        finish(part, target)
         return Fetched(target, rel, got, sha, cloud.origin_of(key), utc_now(), True, self.received - received)
 
     def _transfer(self, url: str, part: Path, product: Product) -> tuple[int, str]:
