@@ -28,6 +28,18 @@ def file_sha256(path: str | os.PathLike, bufsize: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def text_sha256(text: str) -> str:
+    """Hex sha256 of a text's UTF-8 bytes (a recipe's, as its manifest records it)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def json_sha256(value) -> str:
+    """Hex sha256 of a JSON-able description, keys sorted (a task's key, a source's input key)."""
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def temporary_name(target: Path) -> Path:
     """Where ``target`` is written before the rename: hidden, unique to this process, same suffix."""
     target = Path(target)

@@ -23,14 +23,13 @@ never loads them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.crdsenv import reference_file
-from appliance.files import file_sha256
+from appliance.files import file_sha256, json_sha256
 from appliance.graph import Task, flatten_params
 from appliance.records import FAILED
 
@@ -61,7 +60,7 @@ def key_parts(task: Task, input_digests: dict[str, str | None], environment: dic
 
 
 def key_of(parts: dict) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return json_sha256(parts)
 
 
 def decide(task: Task, parts: dict, record: dict | None, workdir: Path, cache: Path, *, forced: bool,

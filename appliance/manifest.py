@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from appliance.errors import UserError
-from appliance.files import atomic_write, file_sha256
+from appliance.files import atomic_write, file_sha256, text_sha256
 from appliance.workdir import MANIFEST_NAME, SUMS_NAME
 from appliance.safety import MANIFEST_SIZE_LIMIT, SHA256, inside, printable, read_regular_file, safe_relative
 
@@ -205,7 +205,7 @@ def build_manifest(
         "tool": {"name": TOOL_NAME, "version": __version__},
         "recipe": {
             "path": str(recipe_path),
-            "sha256": hashlib.sha256(recipe_text.encode("utf-8")).hexdigest(),
+            "sha256": text_sha256(recipe_text),
             "text": recipe_text,
         },
         "environment": environment,
@@ -476,7 +476,7 @@ def load_manifest(path_or_dir: str | os.PathLike) -> Manifest:
     recipe = manifest.get("recipe")
     if not isinstance(recipe, dict) or not isinstance(recipe.get("text"), str) or not isinstance(recipe.get("sha256"), str):
         raise UserError(f"{where}: recipe: expected an object with the recipe's text and sha256")
-    if hashlib.sha256(recipe["text"].encode("utf-8")).hexdigest() != recipe["sha256"].lower():
+    if text_sha256(recipe["text"]) != recipe["sha256"].lower():
         raise UserError(f"{where}: recipe.sha256: does not match the sha256 of recipe.text (tampered manifest)")
     problem = _structure_problem(manifest)
     if problem:

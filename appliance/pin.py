@@ -22,7 +22,6 @@ agree on them:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - the appliance needs 3.11, but keep the reader importable
     import tomli as tomllib
 
+from appliance.files import file_sha256
 from appliance.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def lock_sha256(path: str | os.PathLike | None = None) -> str:
     """The sha256 of the lock file, as the image's :data:`LABEL_LOCK_SHA256` records it."""
     path = Path(path) if path is not None else LOCK_PATH
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return file_sha256(path)
     except FileNotFoundError:
         raise UserError(f"{path}: the dependency lock is missing") from None
 

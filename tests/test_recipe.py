@@ -557,7 +557,9 @@ def test_override_only_on_steps_with_that_reference():
 
 def test_structural_step_keys_rejected():
     message = steps_error('[image3.steps.tweakreg]\nconfig_file = "t.asdf"\n')
-    assert "image3.steps.tweakreg.config_file: unknown parameter of tweakreg" in message
+    assert "image3.steps.tweakreg.config_file: a recipe may not set config_file" in message
+    message = steps_error('[image3.steps.tweakreg]\nclass = "stpipe.subprocess.SystemCall"\n')
+    assert "image3.steps.tweakreg.class: a recipe may not set class" in message
 
 
 def test_recipe_type_is_plain_data():

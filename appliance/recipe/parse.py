@@ -8,7 +8,6 @@ step parameters against jwst's own specs afterwards.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 import tomllib
@@ -16,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from appliance.files import text_sha256
 from appliance.postprocess.registry import OPERATIONS, check_parameter
 from appliance.recipe.messages import TYPE_NAMES, choices, describe, dotted, show
 from appliance.recipe.model import (
@@ -108,7 +108,7 @@ def _build(doc: dict, text: str, path: Path) -> Recipe:
     recipe = Recipe(
         path=path,
         text=text,
-        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        sha256=text_sha256(text),
         schema=schema,
         name=name,
         description=description,

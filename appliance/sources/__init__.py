@@ -17,9 +17,7 @@ for its kind of ``[inputs]``:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +39,9 @@ def materialise(recipe, workdir: Path):
 
 def key_of(value) -> str:
     """The sha256 of a JSON-able description (what a source's ``input_key`` returns)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+    from appliance.files import json_sha256
+
+    return json_sha256(value)
 
 
 def restore(recipe, records, stage: Path, targets: dict) -> list[str]:
