@@ -35,6 +35,13 @@ _KNOWN_CAUSES = (
 )
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none (what a failed task
+    records: the pipeline's own words, whole, as far as the first line goes)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def short_reason(exc: BaseException | str, limit: int = 300) -> str:
     """The cause of an exception in one short line.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance.associations import level3_product_name
-from appliance.errors import UserError
+from appliance.errors import UserError, short_reason
 from appliance.graph import Exposure, Plan, Task
 from appliance.pipelines import KIND_FIRST_STAGE, STAGES
 from appliance.recipe import Recipe, stages_to_run, step_parameters
@@ -45,7 +45,7 @@ def exposure_from_header(path: Path) -> Exposure:
     try:
         header = fits.getheader(path)
     except Exception as exc:  # noqa: BLE001 - astropy raises OSError, ValueError, TypeError... for non-FITS bytes
-        raise UserError(f"{where}: not a readable FITS file ({printable(str(exc).strip() or type(exc).__name__)[:120]})") from None
+        raise UserError(f"{where}: not a readable FITS file ({printable(short_reason(exc, 120))})") from None
 
     def count(keyword: str) -> int:
         number = header.get(keyword, 0)

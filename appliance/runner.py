@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from appliance import records
+from appliance.errors import first_line
 from appliance.files import is_temporary, utc_now
 from appliance.graph import Task
 from appliance.incremental import Decision, decide, key_of, key_parts, reference_states
@@ -159,7 +160,7 @@ def with_cores(task: Task, share: str) -> tuple[Task, dict[str, str]]:
 
 
 def _failed(task, context, base, reason, exc, seconds, step) -> Outcome:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     record = records.finish(context.workdir, {**base, "status": records.FAILED, "error": first, "step": step,
                                               "outputs": [], "seconds": round(seconds, 3), "finished": utc_now()})
     return Outcome(task, FAILED, reason, record, seconds, first)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance.errors import first_line
 from appliance.files import writing
 from appliance.postprocess.common import Image, OperationError, log, read_image
 
@@ -44,8 +45,7 @@ def estimate(image: Image, *, box_size: int = 32, filter_size: int = 3, sigma: f
                                 filter_size=filter_size, sigma_clip=clip, bkg_estimator=MedianBackground(),
                                 fill_value=np.nan)
         except ValueError as exc:  # every box excluded, box larger than the data, ...
-            first = str(exc).strip().splitlines()[0]
-            raise OperationError(f"{image.path.name}: Background2D with box_size = {box}: {first}") from None
+            raise OperationError(f"{image.path.name}: Background2D with box_size = {box}: {first_line(exc)}") from None
 
     # The first pass, which only finds the sources, is not median-filtered: the filter flattens a
     # gradient in the outer boxes, and the residual there would be taken for sources.
