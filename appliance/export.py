@@ -267,7 +267,7 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
     from importlib.metadata import version
 
     from appliance import __version__
-    from appliance.crdsenv import OFFLINE_SERVER_URL
+    from appliance.crdsenv import DEFAULT_CACHE, DEFAULT_SERVER_URL, OFFLINE_SERVER_URL
 
     q = shlex.quote
     exposures = list(plan.exposures)
@@ -321,9 +321,9 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
         ]
     else:
         lines += [
-            'export CRDS_PATH="${CRDS_PATH:-$HOME/crds_cache}"',
+            f'export CRDS_PATH="${{CRDS_PATH:-$HOME/{DEFAULT_CACHE.name}}}"',  # crdsenv's defaults, in the shell
             'export CRDS_MODE="${CRDS_MODE:-auto}"',
-            'export CRDS_SERVER_URL="${CRDS_SERVER_URL:-https://jwst-crds.stsci.edu}"',
+            f'export CRDS_SERVER_URL="${{CRDS_SERVER_URL:-{DEFAULT_SERVER_URL}}}"',
         ]
     if settings.use_step_pars:
         lines.append("unset STPIPE_DISABLE_CRDS_STEPPARS  # CRDS pars-* step parameters apply, as in the recipe")
@@ -338,7 +338,7 @@ def render_script(recipe, settings, plan, tasks, local_files, skipped) -> str:
         f"TOTAL={len(tasks)}",
         "run() {  # run TASK_ID DIRECTORY STRUN-ARGS...: run one strun in DIRECTORY, its log in logs/",
         '  N=$((N + 1)); task=$1; dir=$2; shift 2',
-        '  log="$WORKDIR/logs/$(printf %s "$task" | tr : _).log"',
+        f'  log="$WORKDIR"/{q(LOGS_DIR)}/"$(printf %s "$task" | tr : _).log"',  # as workdir.log_path names them
         '  printf "[%d/%d] %s\\n" "$N" "$TOTAL" "$task"',
         '  if ! (cd "$dir" && "$STRUN" "$@") >"$log" 2>&1; then',
         '    tail -n 20 "$log" >&2',

@@ -29,7 +29,7 @@ from appliance.errors import UserError, WorkFailed
 from appliance.image import default_tag
 from appliance.pin import IMAGE_DIGEST_ENV, IMAGE_ID_ENV, IMAGE_INFO_ENV, LABEL_CRDS_CONTEXT, LABEL_JWST, LABEL_LOCK_SHA256, ROOT, lock_sha256
 from appliance.releases import get_release, release_of_lock
-from appliance.workdir import check_workdir
+from appliance.workdir import MANIFEST_NAME, check_workdir
 
 WORK_MOUNT = "/work"
 
@@ -306,7 +306,7 @@ def run_recipe(args: RunOptions) -> int:
         kwargs["volumes"] = volumes
         code = _run_container(client, image, image_name, kwargs)
     if code == 0:
-        manifest = plan.workdir / "manifest.json"
+        manifest = plan.workdir / MANIFEST_NAME
         if manifest.is_file():
             print(f"manifest on the host: {manifest}")
     return code

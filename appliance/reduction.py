@@ -35,8 +35,8 @@ from appliance.session import (
 )
 from appliance.sources import place
 from appliance.workdir import (
-    LOGS_DIR,
     MANIFEST_NAME,
+    SLURM_LOGS_DIR,
     SUMS_NAME,
     check_not_busy,
     check_workdir,
@@ -95,7 +95,7 @@ def run(recipe_path: Path, workdir: Path, options: Options = Options(), *, conso
     progress = Progress(console)
     # an unreachable --dask-scheduler, a bad cluster file: one line before anything is written
     backend = backends.start(options.executor, jobs, settings.as_env(), scheduler=options.dask_scheduler,
-                             cluster=options.dask_cluster, log_directory=str(Path(workdir).absolute() / LOGS_DIR / "slurm"),
+                             cluster=options.dask_cluster, log_directory=str(Path(workdir).absolute() / SLURM_LOGS_DIR),
                              announce=progress.line)
     try:
         return _run(prepared, workdir, options, known, backend, progress)

@@ -30,6 +30,7 @@ from appliance.compare.science import product_stats
 from appliance.errors import UserError, WorkFailed
 from appliance.files import atomic_write
 from appliance.safety import printable
+from appliance.workdir import LOGS_DIR
 
 #: The sections of the report, in reading order: (compare's change section, the report's heading).
 SECTIONS = (
@@ -82,7 +83,7 @@ def run_side(recipe: Path, side: Side, run_args: tuple[str, ...] = ()) -> None:
                                  allow_env_mismatch=True, run_args=run_args))
     if code != 0:
         raise WorkFailed(f"regress: the run in {side.label} failed (exit {code}); its logs are in "
-                         f"{side.workdir / 'logs'}")
+                         f"{side.workdir / LOGS_DIR}")
 
 
 def science(comparison: Comparison) -> dict[tuple, str]:

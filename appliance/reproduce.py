@@ -43,9 +43,8 @@ from appliance.prefetch import needs_prefetch, prefetch_references, recipe_refty
 from appliance.safety import is_name, printable
 from appliance.session import choose_settings, prepare, priced
 from appliance.sources.local import origin_path
-from appliance.workdir import MANIFEST_NAME, check_new_directory
+from appliance.workdir import MANIFEST_NAME, RECIPE_DIR, check_new_directory
 
-RECIPE_DIR = "recipe"
 
 
 # --------------------------------------------------------------------------- steps

@@ -37,7 +37,11 @@ STAGE_DIRS = {"detector1": "stage1", "image2": "stage2", "image3": "stage3"}
 INPUT_DIR_OF_KIND = {"uncal": INPUTS_DIR, "rate": "stage1", "cal": "stage2"}
 POSTPROCESS_DIR = "postprocess"
 LOGS_DIR = "logs"
+#: Where SLURM jobs of a run's Dask cluster write their output (``--dask-cluster``).
+SLURM_LOGS_DIR = f"{LOGS_DIR}/slurm"
 CRDS_CACHE_DIR = "crds_cache"
+#: Where ``reproduce`` puts the recorded recipe (below it, the recorded recipe's relative place).
+RECIPE_DIR = "recipe"
 #: Directories whose files are a run's products (and inputs).
 OUTPUT_DIRS = (INPUTS_DIR, *STAGE_DIRS.values(), POSTPROCESS_DIR)
 RECORDS_DIR = "records"
@@ -49,7 +53,7 @@ LOCK_NAME = "run.lock"
 
 
 def log_path(workdir: Path, task_id: str) -> Path:
-    """``logs/<task id with : as _>.log``."""
+    """``logs/<task id with : as _>.log`` (the exported ``reduce.sh`` names its logs the same way)."""
     return Path(workdir) / LOGS_DIR / (task_id.replace(":", "_") + ".log")
 
 
@@ -95,7 +99,8 @@ def check_workdir(workdir: Path, flag: str = "--workdir") -> None:
 
 
 #: What the appliance writes at the top of a workdir.
-WRITTEN_HERE = (*OUTPUT_DIRS, LOGS_DIR, RECORDS_DIR, CRDS_CACHE_DIR, MANIFEST_NAME, SUMS_NAME, FETCH_RECORD, LOCK_NAME)
+WRITTEN_HERE = (*OUTPUT_DIRS, LOGS_DIR, RECORDS_DIR, CRDS_CACHE_DIR, RECIPE_DIR, MANIFEST_NAME, SUMS_NAME, FETCH_RECORD,
+                LOCK_NAME)
 
 
 def check_no_links(workdir: Path) -> None:

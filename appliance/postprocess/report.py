@@ -23,6 +23,7 @@ from pathlib import Path
 from appliance.files import writing
 from appliance.pipelines import STAGES
 from appliance.postprocess.common import log
+from appliance.workdir import POSTPROCESS_DIR, STAGE_DIRS
 
 KEY_PACKAGES = ("jwst", "stcal", "stdatamodels", "stpipe", "crds", "photutils", "astropy", "numpy", "scipy", "matplotlib")
 STATUS_CLASS = {"COMPLETE": "ok", "SKIPPED": "skip", "FAILED": "fail"}
@@ -79,7 +80,7 @@ def _backgrounds(workdir: Path) -> str:
     from astropy.io import fits
 
     rows = []
-    for path in sorted((workdir / "postprocess").glob("*_bkg.fits"), key=_by_wavelength):
+    for path in sorted((workdir / POSTPROCESS_DIR).glob("*_bkg.fits"), key=_by_wavelength):
         h = fits.getheader(path, 0)
         unit = fits.getheader(path, "BKG").get("BUNIT", "")
         rows.append(f"<tr><td>{_e(h.get('PP_FROM', path.name))}</td><td>{_e(h.get('FILTER', ''))}</td>"
@@ -95,9 +96,9 @@ def _catalogs(workdir: Path) -> str:
     from astropy.table import Table
 
     rows = []
-    for folder, pattern, made_by in (("stage3", "*_cat.ecsv", "jwst source_catalog"),
-                                     ("postprocess", "*_phot.ecsv", "catalog (photutils)"),
-                                     ("postprocess", "*_refcat.ecsv", "astrometric_catalog")):
+    for folder, pattern, made_by in ((STAGE_DIRS["image3"], "*_cat.ecsv", "jwst source_catalog"),
+                                     (POSTPROCESS_DIR, "*_phot.ecsv", "catalog (photutils)"),
+                                     (POSTPROCESS_DIR, "*_refcat.ecsv", "astrometric_catalog")):
         for path in sorted((workdir / folder).glob(pattern), key=_by_wavelength):
             table = Table.read(path, format="ascii.ecsv")
             n = len(table)
@@ -112,7 +113,7 @@ def _catalogs(workdir: Path) -> str:
 
 def _previews(workdir: Path) -> str:
     figures = []
-    pngs = sorted((workdir / "postprocess").glob("*.png"), key=_by_wavelength)
+    pngs = sorted((workdir / POSTPROCESS_DIR).glob("*.png"), key=_by_wavelength)
     for path in pngs:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         figures.append(f'<figure><img alt="{_e(path.name)}" src="data:image/png;base64,{data}">'
@@ -150,7 +151,7 @@ def _environment(workdir: Path) -> str:
 def _header_context(workdir: Path) -> str | None:
     from astropy.io import fits
 
-    for path in sorted((workdir / "stage3").glob("*_i2d.fits")):
+    for path in sorted((workdir / STAGE_DIRS["image3"]).glob("*_i2d.fits")):
         return fits.getheader(path, 0).get("CRDS_CTX")
     return None
 
