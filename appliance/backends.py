@@ -22,9 +22,9 @@ EXECUTORS = ("serial", "process", "dask")
 
 def apply_environment(env: dict[str, str]) -> None:
     """In a worker: the run's CRDS settings (and whatever else the client passes) before jwst is imported."""
-    os.environ.update(env)
-    if "STPIPE_DISABLE_CRDS_STEPPARS" not in env:
-        os.environ.pop("STPIPE_DISABLE_CRDS_STEPPARS", None)
+    from appliance.crdsenv import apply_env
+
+    apply_env(env)
 
 
 def perform_in_worker(env: dict[str, str], task, context, digests):

@@ -20,9 +20,11 @@ from pathlib import Path
 OFFLINE_SERVER_URL = "https://crds-offline.invalid"
 DEFAULT_SERVER_URL = "https://jwst-crds.stsci.edu"
 DEFAULT_CACHE = Path.home() / "crds_cache"
-#: Every variable :meth:`CrdsSettings.as_env` may set (what :func:`applied` restores).
+#: A bounded retry of the crds client's server calls, unless the user set their own (:func:`applied`).
+CLIENT_RETRIES = {"CRDS_CLIENT_RETRY_COUNT": "3", "CRDS_CLIENT_RETRY_DELAY_SECONDS": "1"}
+#: Every variable :meth:`CrdsSettings.as_env` and :func:`applied` may set (what :func:`applied` restores).
 VARIABLES = ("CRDS_CONTEXT", "CRDS_PATH", "CRDS_MODE", "CRDS_SERVER_URL", "CRDS_OBSERVATORY",
-             "STPIPE_DISABLE_CRDS_STEPPARS")
+             "STPIPE_DISABLE_CRDS_STEPPARS", *CLIENT_RETRIES)
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,14 @@ def for_fetch(settings: CrdsSettings, environ=os.environ) -> CrdsSettings:
 
 def configure(settings: CrdsSettings) -> None:
     """Put the settings into ``os.environ`` for the rest of this process (a run: before jwst is imported)."""
-    os.environ.update(settings.as_env())
-    if settings.use_step_pars:
+    apply_env(settings.as_env())
+
+
+def apply_env(env: dict[str, str]) -> None:
+    """Put :meth:`CrdsSettings.as_env`'s variables into ``os.environ`` (in a run, or in a worker the run's
+    client sent them to); no ``STPIPE_DISABLE_CRDS_STEPPARS`` among them means ``pars-*`` files apply."""
+    os.environ.update(env)
+    if "STPIPE_DISABLE_CRDS_STEPPARS" not in env:
         os.environ.pop("STPIPE_DISABLE_CRDS_STEPPARS", None)
 
 
@@ -101,6 +109,8 @@ def applied(settings: CrdsSettings):
     """The settings in ``os.environ`` inside the block; the caller's CRDS variables back afterwards."""
     saved = {name: os.environ.get(name) for name in VARIABLES}
     configure(settings)
+    for name, value in CLIENT_RETRIES.items():
+        os.environ.setdefault(name, value)
     try:
         yield settings
     finally:

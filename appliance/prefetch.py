@@ -171,8 +171,6 @@ def _prefetch(settings: CrdsSettings, dataset_files, *, reftypes, digests=None,
     from crds.core import log as crds_log
     from crds.core.exceptions import CrdsError
 
-    os.environ.setdefault("CRDS_CLIENT_RETRY_COUNT", "3")
-    os.environ.setdefault("CRDS_CLIENT_RETRY_DELAY_SECONDS", "1")
     Path(settings.path).mkdir(parents=True, exist_ok=True)
     report = PrefetchReport(settings.context, settings.server_url, settings.path)
     where = f"CRDS server {settings.server_url}"
