@@ -36,7 +36,8 @@ from appliance.parameters import save as save_effective
 from appliance.parameters import write_parameter_file as write_parameters
 from appliance.pipelines import STAGES
 from appliance.safety import printable
-from appliance.session import planned_exposures, prepare
+from appliance.session import prepare
+from appliance.sources import planned_exposures
 from appliance.workdir import (
     INPUT_DIR_OF_KIND,
     LOGS_DIR,

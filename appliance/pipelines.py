@@ -46,3 +46,5 @@ STAGES = {s.name: s for s in (
 STAGE_ORDER = tuple(STAGES)
 #: Product kind -> the first stage that reads it.
 KIND_FIRST_STAGE = {s.reads: s.name for s in STAGES.values()}
+#: The product kinds an input may be, in reduction order (uncal first, so that ``_uncal`` is never read as ``_cal``).
+PRODUCT_KINDS = tuple(KIND_FIRST_STAGE)

@@ -28,12 +28,11 @@ from appliance.session import (
     Prepared,
     check_cache,
     expected_environment,
-    planned_exposures,
     prepare,
     prepare_cache,
     priced,
 )
-from appliance.sources import place
+from appliance.sources import place, planned_exposures
 from appliance.workdir import (
     MANIFEST_NAME,
     SLURM_LOGS_DIR,

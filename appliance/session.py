@@ -23,10 +23,11 @@ from pathlib import Path
 from appliance import crdsenv
 from appliance.crdsenv import CrdsSettings
 from appliance.errors import UserError
-from appliance.graph import Exposure, Plan
+from appliance.graph import Plan
 from appliance.recipe import Recipe, environment_mismatches, load_recipe, unknown_step_parameters, validate_steps
 from appliance.resources import Estimate, estimate, refuse_beyond
 from appliance.safety import printable
+from appliance.sources import planned_exposures
 from appliance.workdir import CRDS_CACHE_DIR
 
 
@@ -132,13 +133,6 @@ def prepare(recipe_path: Path, workdir: Path, *, allow_env_mismatch: bool = Fals
 
         check_recipe(recipe)
     return Prepared(recipe, settings, tuple(mismatches))
-
-
-def planned_exposures(recipe: Recipe) -> list[Exposure] | None:
-    """The exposures a recipe will reduce, known without running it (None for MAST queries)."""
-    from appliance.sources import planned_exposures as from_source
-
-    return from_source(recipe)
 
 
 def priced(recipe: Recipe, plan: Plan, workdir: Path) -> Estimate:

@@ -15,7 +15,7 @@ from appliance.errors import UserError
 from appliance.postprocess.registry import OPERATIONS, registered_names
 from appliance.files import file_sha256
 from appliance.recipe import (
-    STAGES,
+    STAGE_ORDER,
     Environment,
     LocalFile,
     MastQuery,
@@ -130,7 +130,7 @@ def test_happy_path(tmp_path):
     assert recipe.input_kind == "simulate"
     assert recipe.simulate == {"filters": ("F770W", "F1800W"), "seed": 42}
     assert recipe.local == () and recipe.mast is None
-    assert tuple(recipe.stages) == STAGES
+    assert tuple(recipe.stages) == STAGE_ORDER
     assert recipe.stages["detector1"] == StageConfig(
         skip=False,
         steps={"jump": {"rejection_threshold": 5.0, "maximum_cores": "half"},
@@ -139,8 +139,8 @@ def test_happy_path(tmp_path):
     assert recipe.stages["image3"].steps["skymatch"] == {"skip": True}
     assert recipe.postprocess == (PostOp("background", {"box_size": 64, "sigma": 3.0}), PostOp("report", {}))
     assert first_stage(recipe) == "detector1"
-    assert stages_to_run(recipe) == STAGES
-    for stage in STAGES:  # the manifest and task keys serialise these
+    assert stages_to_run(recipe) == STAGE_ORDER
+    for stage in STAGE_ORDER:  # the manifest and task keys serialise these
         json.dumps(dict(recipe.stages[stage].steps))
     validate_steps(recipe)
 
@@ -161,7 +161,7 @@ def test_defaults():
     recipe = parse_recipe(recipe_text(), Path("r.toml"))
     assert recipe.description == ""
     assert recipe.environment.use_step_pars is True
-    assert all(recipe.stages[s] == StageConfig() for s in STAGES)
+    assert all(recipe.stages[s] == StageConfig() for s in STAGE_ORDER)
     assert recipe.postprocess == ()
 
 

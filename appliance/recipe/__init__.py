@@ -15,12 +15,12 @@ one-line error.  The format reference is ``docs/recipes.md``.
 """
 
 from appliance.recipe.local import resolve_local_inputs
+from appliance.pipelines import STAGE_ORDER
 from appliance.recipe.model import (
     INPUT_KINDS,
     LOCAL_SUFFIXES,
     MAST_PRODUCTS,
     SCHEMA_VERSION,
-    STAGES,
     Environment,
     LocalFile,
     LocalSpec,
@@ -47,7 +47,7 @@ from appliance.recipe.steps import (
 
 __all__ = [
     "INPUT_KINDS", "LOCAL_SUFFIXES", "MAST_PRODUCTS", "NAME_PARAMETERS", "READ_PATH_PARAMETERS", "REFCAT_NAMES",
-    "REFUSED_STEP_PARAMETERS", "SCHEMA_VERSION", "STAGES", "Environment", "LocalFile", "LocalSpec", "MastQuery",
+    "REFUSED_STEP_PARAMETERS", "SCHEMA_VERSION", "STAGE_ORDER", "Environment", "LocalFile", "LocalSpec", "MastQuery",
     "PostOp", "Recipe", "RecipeError", "StageConfig", "environment_mismatches", "first_stage", "load_recipe",
     "parse_recipe", "policy_problem", "resolve_local_inputs", "stages_to_run", "step_parameters", "unknown_step_parameters",
     "validate_steps",

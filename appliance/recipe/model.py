@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from appliance.errors import UserError
-from appliance.pipelines import KIND_FIRST_STAGE, STAGE_ORDER
+from appliance.pipelines import KIND_FIRST_STAGE, PRODUCT_KINDS, STAGE_ORDER
 from appliance.recipe.messages import dotted
 
 SCHEMA_VERSION = 1
 
-
-STAGES = STAGE_ORDER
 
 
 INPUT_KINDS = ("simulate", "local", "mast")
@@ -28,10 +26,10 @@ INPUT_KINDS = ("simulate", "local", "mast")
 
 #: File-name ending of a local input -> its product kind.  ``_uncal`` is
 #: tested first so that it is never mistaken for ``_cal``.
-LOCAL_SUFFIXES = {"_uncal.fits": "uncal", "_rate.fits": "rate", "_cal.fits": "cal"}
+LOCAL_SUFFIXES = {f"_{kind}.fits": kind for kind in PRODUCT_KINDS}
 
 
-MAST_PRODUCTS = ("uncal", "rate", "cal")
+MAST_PRODUCTS = PRODUCT_KINDS
 
 
 GLOB_CHARS = re.compile(r"[*?\[]")
@@ -163,11 +161,11 @@ def stages_to_run(recipe: Recipe) -> tuple[str, ...]:
 
     Products flow stage to stage, so a skipped stage between two that run is an error.
     """
-    start = STAGES.index(first_stage(recipe))
-    wanted = [s for s in STAGES[start:] if not recipe.stages[s].skip]
+    start = STAGE_ORDER.index(first_stage(recipe))
+    wanted = [s for s in STAGE_ORDER[start:] if not recipe.stages[s].skip]
     if not wanted:
         return ()
-    run = STAGES[start : STAGES.index(wanted[-1]) + 1]
+    run = STAGE_ORDER[start : STAGE_ORDER.index(wanted[-1]) + 1]
     gap = [s for s in run if recipe.stages[s].skip]
     if gap:
         raise RecipeError(recipe.path, f"{gap[0]}.skip",

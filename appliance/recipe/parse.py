@@ -18,12 +18,12 @@ from typing import Any
 from appliance.files import text_sha256
 from appliance.postprocess.registry import OPERATIONS, check_parameter
 from appliance.recipe.messages import TYPE_NAMES, choices, describe, dotted, show
+from appliance.pipelines import STAGE_ORDER
 from appliance.recipe.model import (
     INPUT_KINDS,
     LOCAL_SUFFIXES,
     MAST_PRODUCTS,
     SCHEMA_VERSION,
-    STAGES,
     Environment,
     LocalSpec,
     MastQuery,
@@ -37,7 +37,7 @@ from appliance.recipe.model import (
 )
 from appliance.safety import RECIPE_SIZE_LIMIT, read_regular_file
 
-_TOP_KEYS = ("schema", "recipe", "environment", "inputs", *STAGES, "postprocess")
+_TOP_KEYS = ("schema", "recipe", "environment", "inputs", *STAGE_ORDER, "postprocess")
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -104,7 +104,7 @@ def _build(doc: dict, text: str, path: Path) -> Recipe:
     # Checked in the order a recipe is usually written, so the first error is the topmost.
     environment = _environment(_required_table(doc, "environment"))
     simulate, local, mast = _inputs(_required_table(doc, "inputs"))
-    stages = MappingProxyType({s: _stage(doc, s) for s in STAGES})
+    stages = MappingProxyType({s: _stage(doc, s) for s in STAGE_ORDER})
     recipe = Recipe(
         path=path,
         text=text,
@@ -283,7 +283,7 @@ def _stage(doc: dict, stage: str) -> StageConfig:
 def _check_unreachable_stages(recipe: Recipe) -> None:
     """Step parameters for a stage that the inputs bypass are surely a mistake."""
     start = first_stage(recipe)
-    for stage in STAGES[: STAGES.index(start)]:
+    for stage in STAGE_ORDER[: STAGE_ORDER.index(start)]:
         cfg = recipe.stages[stage]
         if cfg.steps and not cfg.skip:
             raise _Invalid((stage, "steps"), f"the inputs are {_input_kind_label(recipe)}, so the reduction starts at "

@@ -17,9 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from appliance.pipelines import STAGE_ORDER
 from appliance.pipelines import STAGES as PIPELINE_STAGES
 from appliance.recipe.messages import choices, describe, quote
-from appliance.recipe.model import STAGES, Recipe, recipe_error
+from appliance.recipe.model import Recipe, recipe_error
 from appliance.safety import inside
 
 #: Keys of a pipeline's per-step spec that describe the pipeline's structure
@@ -85,7 +86,7 @@ def validate_steps(recipe: Recipe, workdir: Path | None = None, *, specs: bool =
     specs the same jwst already accepted (a re-run), the policy still holds
     the files a step reads to the rules.
     """
-    for stage in STAGES:
+    for stage in STAGE_ORDER:
         steps = recipe.stages[stage].steps
         if not steps:
             continue
@@ -125,7 +126,7 @@ def unknown_step_parameters(recipe: Recipe, jwst_version: str) -> list[str]:
         return f"; closest: {found[0]}" if found else ""
 
     lines = []
-    for stage in STAGES:
+    for stage in STAGE_ORDER:
         steps = recipe.stages[stage].steps
         if not steps:
             continue
