@@ -131,10 +131,28 @@ def installed_distributions() -> dict[str, str]:
 
     found: dict[str, str] = {}
     for dist in distributions():
-        name = dist.metadata["Name"]
+        name, version = _name_and_version(dist)
         if name:
-            found.setdefault(_normalise(name), dist.version)
+            found.setdefault(_normalise(name), version)
     return dict(sorted(found.items()))
+
+
+def _name_and_version(dist) -> tuple[str | None, str | None]:
+    """``Name`` and ``Version`` from the head of a distribution's core metadata.
+
+    They are headers of its first block, so reading up to the first blank line
+    is enough; ``dist.metadata`` parses the whole file as e-mail, which for the
+    ~300 distributions of the image took a quarter of a second on every run.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        if key in ("Name", "Version") and key not in fields:
+            fields[key] = value.strip()
+    return fields.get("Name"), fields.get("Version")
 
 
 def capture_environment(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from appliance.compare import compare, render_junit, render_markdown, render_text
 from appliance.compare.model import DEFAULT_ATOL, DEFAULT_RTOL, parse_extension_tolerances
 from appliance.commands import nonnegative
 from appliance.files import atomic_write
@@ -37,6 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_compare(args) -> int:
+    from appliance.compare import compare, render_junit, render_markdown, render_text  # FITS diffs: only here
+
     tolerances = parse_extension_tolerances(args.ext_tol, args.rtol, args.atol)
     check_report_path(args.report_md, "--report-md")
     check_report_path(args.junit, "--junit")
