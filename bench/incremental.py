@@ -8,9 +8,10 @@ Goals (issue "Incremental, resumable runs"):
   what any process running them pays first: starting Python and importing
   ``jwst.pipeline`` (measured here too) -- i.e. deciding what to reuse costs
   next to nothing;
-* the overhead over plain jwst is ``bench/overhead.py``'s (≤ 1.03).
+* the overhead over plain jwst: ``bench/overhead.py``, run at the end (≤ 1.03;
+  ``--no-overhead`` leaves it out).
 
-    .venv/bin/python bench/incremental.py [--rounds 3]
+    .venv/bin/python bench/incremental.py [--rounds 3] [--no-overhead]
 
 Each figure is a median over the rounds, measured in one run of this script.
 """
@@ -47,6 +48,7 @@ def seconds_of(workdir: Path, prefixes: tuple[str, ...]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-overhead", action="store_true", help="leave out bench/overhead.py")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-incremental-"))
     recipe = scratch / "demo.toml"
@@ -76,6 +78,9 @@ def main() -> None:
               f"image3 + post-processing took {later:.1f} s from scratch)")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if not args.no_overhead:
+        print("bench/overhead.py:", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "bench" / "overhead.py"), "--rounds", str(args.rounds)], check=True)
 
 
 if __name__ == "__main__":

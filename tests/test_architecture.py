@@ -1,7 +1,9 @@
 """The package's import graph: no cycle, no cross-module private import, every import downwards.
 
 Imports are read with ``ast`` at every depth (module top and inside functions),
-so a lazy import cannot hide a cycle.  ``docs/architecture.md`` draws the
+so a lazy import cannot hide a cycle; ``importlib.import_module`` with a name
+built from a constant prefix counts as an import of every module that name
+could be.  ``docs/architecture.md`` draws the
 layers below; a new module must be placed in one of them.
 """
 
@@ -61,6 +63,9 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[tuple[str, 
             else:
                 prefix = node.module or ""
             targets = [(f"{prefix}.{a.name}" if f"{prefix}.{a.name}" in known else prefix, a.name) for a in node.names]
+        elif dynamic := _import_module_prefix(node):
+            # importlib.import_module(f"appliance.sources.{kind}"): every module the name could be
+            targets = [(m, None) for m in known if m == dynamic or m.startswith(dynamic)]
         else:
             continue
         for target, imported in targets:
@@ -69,6 +74,19 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[tuple[str, 
             if target.startswith("appliance") and target != name:
                 out.add((target, imported if target != imported else None))
     return out
+
+
+def _import_module_prefix(node: ast.AST) -> str | None:
+    """The module name (or its constant start) an ``importlib.import_module(...)`` call imports, if any."""
+    if not (isinstance(node, ast.Call) and node.args
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"):
+        return None
+    arg = node.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        return arg.values[0].value
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +161,16 @@ def test_the_import_reader_sees_lazy_imports(tmp_path):
     known = {"appliance": pkg / "__init__.py", "appliance.a": pkg / "a.py", "appliance.b": pkg / "b.py"}
     edges = {n: {t for t, _ in imports_of(n, p, known)} for n, p in known.items()}
     assert "appliance.b" in edges["appliance.a"] and "appliance.a" in edges["appliance.b"]
+
+
+def test_the_import_reader_sees_modules_imported_by_name(tmp_path):
+    """``importlib.import_module(f"appliance.kinds.{kind}")`` is an edge to every module under that prefix."""
+    pkg = tmp_path / "appliance"
+    (pkg / "kinds").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "kinds" / "__init__.py").write_text("")
+    (pkg / "kinds" / "one.py").write_text("")
+    (pkg / "a.py").write_text("import importlib\ndef f(kind):\n    return importlib.import_module(f'appliance.kinds.{kind}')\n")
+    known = {"appliance": pkg / "__init__.py", "appliance.a": pkg / "a.py", "appliance.kinds": pkg / "kinds" / "__init__.py",
+             "appliance.kinds.one": pkg / "kinds" / "one.py"}
+    assert {t for t, _ in imports_of("appliance.a", pkg / "a.py", known)} == {"appliance.kinds.one"}
