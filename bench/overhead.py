@@ -37,27 +37,32 @@ PLAIN = textwrap.dedent(
     from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
     from astropy.io import fits
 
-    src, out, cores = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve(), sys.argv[3]
-    steps = {"jump": {"maximum_cores": cores}, "ramp_fit": {"maximum_cores": cores}}
-    for d in ("stage1", "stage2", "stage3"):
-        (out / d).mkdir(parents=True)
-    for f in sorted(src.glob("*_uncal.fits")):
-        Detector1Pipeline.call(str(f), output_dir=str(out / "stage1"), save_results=True, steps=steps)
-    by_filter = {}
-    os.chdir(out / "stage1")  # as in the notebook: associations are opened from their directory
-    for rate in sorted((out / "stage1").glob("*_rate.fits")):
-        name = rate.name.removesuffix("_rate.fits")
-        asn = asn_from_list.asn_from_list([rate.name], rule=DMSLevel2bBase, product_name=name)
-        path = out / "stage1" / f"{name}_asn.json"
-        path.write_text(asn.dump(format="json")[1])
-        Image2Pipeline.call(str(path), output_dir=str(out / "stage2"), save_results=True)
-        by_filter.setdefault(fits.getval(rate, "FILTER"), []).append(f"{name}_cal.fits")
-    os.chdir(out / "stage2")
-    for filt, members in sorted(by_filter.items()):
-        asn = asn_from_list.asn_from_list(members, rule=DMS_Level3_Base, product_name=f"bench_{filt.lower()}")
-        path = out / "stage2" / f"bench_{filt.lower()}_asn.json"
-        path.write_text(asn.dump(format="json")[1])
-        Image3Pipeline.call(str(path), output_dir=str(out / "stage3"), save_results=True)
+    def main():
+        src, out, cores = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve(), sys.argv[3]
+        steps = {"jump": {"maximum_cores": cores}, "ramp_fit": {"maximum_cores": cores}}
+        for d in ("stage1", "stage2", "stage3"):
+            (out / d).mkdir(parents=True)
+        for f in sorted(src.glob("*_uncal.fits")):
+            Detector1Pipeline.call(str(f), output_dir=str(out / "stage1"), save_results=True, steps=steps)
+        by_filter = {}
+        os.chdir(out / "stage1")  # as in the notebook: associations are opened from their directory
+        for rate in sorted((out / "stage1").glob("*_rate.fits")):
+            name = rate.name.removesuffix("_rate.fits")
+            asn = asn_from_list.asn_from_list([rate.name], rule=DMSLevel2bBase, product_name=name)
+            path = out / "stage1" / f"{name}_asn.json"
+            path.write_text(asn.dump(format="json")[1])
+            Image2Pipeline.call(str(path), output_dir=str(out / "stage2"), save_results=True)
+            by_filter.setdefault(fits.getval(rate, "FILTER"), []).append(f"{name}_cal.fits")
+        os.chdir(out / "stage2")
+        for filt, members in sorted(by_filter.items()):
+            asn = asn_from_list.asn_from_list(members, rule=DMS_Level3_Base, product_name=f"bench_{filt.lower()}")
+            path = out / "stage2" / f"bench_{filt.lower()}_asn.json"
+            path.write_text(asn.dump(format="json")[1])
+            Image3Pipeline.call(str(path), output_dir=str(out / "stage3"), save_results=True)
+
+
+    if __name__ == "__main__":  # jump and ramp_fit spawn processes that import this script again
+        main()
     """
 )
 
