@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from appliance.crdsenv import reference_file
@@ -155,10 +156,17 @@ def reference_states(cache: Path, names) -> dict[str, dict]:
         path = reference_file(cache, name)
         if path is not None:
             size, mtime = file_state(path)
-            found[name] = {"sha256": file_sha256(path), "size": size, "mtime_ns": mtime}
+            found[name] = {"sha256": _reference_sha256(str(path), size, mtime), "size": size, "mtime_ns": mtime}
         else:
             found[name] = {"sha256": "not in cache", "size": -1, "mtime_ns": -1}
     return found
+
+
+@lru_cache(maxsize=4096)
+def _reference_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A reference file's sha256, hashed once per process while its size and time stay (every task of a stage
+    uses the same references)."""
+    return file_sha256(path)
 
 
 def stale_reference(cache: Path, references: dict) -> str | None:

@@ -23,7 +23,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from appliance.files import writing
+from appliance.files import json_sha256, writing
 
 #: Parameters that name places or share out cores, not science: dropped from the record and the file.
 NOT_SCIENCE_PARAMETERS = ("output_dir", "input_dir", "maximum_cores")
@@ -106,6 +106,11 @@ def save(pipeline, effective: dict, path: Path) -> Path:
     return write_parameter_file(type(pipeline), effective["pipeline"], effective["steps"], path)
 
 
+#: Parameter sets this process wrote and read back: a file of the same content is not read back again
+#: (reading back instantiates the whole pipeline, ~0.1 s a task).
+_READ_BACK: set[str] = set()
+
+
 def write_parameter_file(pipeline_class, pipeline_parameters: dict, steps: dict[str, dict], path: Path, *,
                          check: bool = False) -> Path:
     """An stpipe parameter file (ASDF) of ``pipeline_class`` with these parameters, steps in the pipeline's
@@ -118,15 +123,20 @@ def write_parameter_file(pipeline_class, pipeline_parameters: dict, steps: dict[
                for name, step_class in pipeline_class.step_defs.items() if name in steps]
     config = step_config(get_fully_qualified_class_name(pipeline_class), pipeline_class.__name__,
                          plain(pipeline_parameters), configs)
+    fingerprint = json_sha256([get_fully_qualified_class_name(pipeline_class), plain(pipeline_parameters),
+                               plain(steps), check])
     with writing(path) as temporary:
         with config.to_asdf() as af:
             af.write_to(str(temporary))
+        if fingerprint in _READ_BACK:
+            return path  # this process read the same parameters back already (every exposure's detector1 task)
         pipeline = pipeline_class.from_config_file(str(temporary))  # stpipe reads it back, or this raises
         for name, params in steps.items() if check else ():
             for key, value in params.items():
                 got = getattr(getattr(pipeline, name), key)
                 if plain(got) != plain(value) and not (isinstance(value, (int, float)) and got == value):
                     raise RuntimeError(f"{path.name}: {name}.{key} reads back as {got!r}, not {value!r}")
+        _READ_BACK.add(fingerprint)
     return path
 
 

@@ -31,13 +31,17 @@ PLAIN = textwrap.dedent(
     import os
     import sys
     from pathlib import Path
-    from jwst.pipeline import Detector1Pipeline, Image2Pipeline, Image3Pipeline
-    from jwst.associations import asn_from_list
-    from jwst.associations.lib.rules_level2_base import DMSLevel2bBase
-    from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
-    from astropy.io import fits
+
 
     def main():
+        # imported here, not at the top: the processes jump and ramp_fit spawn import this script
+        # again, and would otherwise import jwst each time (run.py imports nothing heavy at its top)
+        from jwst.pipeline import Detector1Pipeline, Image2Pipeline, Image3Pipeline
+        from jwst.associations import asn_from_list
+        from jwst.associations.lib.rules_level2_base import DMSLevel2bBase
+        from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
+        from astropy.io import fits
+
         src, out, cores = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve(), sys.argv[3]
         steps = {"jump": {"maximum_cores": cores}, "ramp_fit": {"maximum_cores": cores}}
         for d in ("stage1", "stage2", "stage3"):
