@@ -13,6 +13,7 @@ that do as blocked.
 from __future__ import annotations
 
 import heapq
+import os
 from concurrent.futures import FIRST_COMPLETED, wait
 from contextlib import contextmanager
 from typing import Callable
@@ -160,11 +161,26 @@ def background_digests():
 
     from appliance.runner import digest_outputs
 
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
     try:
         yield lambda workdir, task_id, paths: pool.submit(digest_outputs, workdir, task_id, paths)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def exit_with_parent(parent: int) -> None:
+    """In a helper process: end when ``parent`` does.  A run killed with SIGKILL cannot shut its pool
+    down, and a pool's worker waits for work forever; this one notices its parent is gone within a second."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def failure_line(outcome: Outcome) -> str:

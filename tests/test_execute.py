@@ -100,3 +100,43 @@ def test_the_preview_marks_what_a_running_task_will_rewrite_as_pending():
     decisions = preview(plan, decide, lambda t: [], {"uncal/e": "u"})
     assert [d.verb for _, d in decisions] == ["run", "reused"]
     assert seen["image2:e"]["stage1/e"] is PENDING
+
+
+def test_the_digest_process_ends_when_a_killed_run_cannot_stop_it(tmp_path):
+    """SIGKILL leaves a run no chance to shut its digest pool down; the pool's worker (and with it the
+    resource tracker) ends by itself."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+        "from appliance.execute import background_digests\n"
+        "if __name__ == '__main__':\n"
+        "    with background_digests() as digest:\n"
+        f"        digest({str(tmp_path)!r}, 'x', []).result()  # the worker is running now\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
+        assert children
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        end = time.monotonic() + 15
+        alive = children
+        while alive and time.monotonic() < end:
+            time.sleep(0.2)
+            alive = [c for c in children if os.path.exists(f"/proc/{c}") and "Z" not in
+                     open(f"/proc/{c}/stat").read().split(")")[-1].split()[0]]
+        for c in alive:
+            os.kill(int(c), signal.SIGKILL)
+        assert alive == [], "the digest pool outlived its killed run"
+    finally:
+        parent.kill()
