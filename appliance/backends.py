@@ -15,23 +15,17 @@ import os
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from appliance.crdsenv import apply_env
 from appliance.errors import UserError, short_reason
 
 EXECUTORS = ("serial", "process", "dask")
-
-
-def apply_environment(env: dict[str, str]) -> None:
-    """In a worker: the run's CRDS settings (and whatever else the client passes) before jwst is imported."""
-    from appliance.crdsenv import apply_env
-
-    apply_env(env)
 
 
 def perform_in_worker(env: dict[str, str], task, context, digests):
     """What a Dask worker runs: the environment first, then the task (records written by the worker)."""
     from appliance.runner import perform
 
-    apply_environment(env)
+    apply_env(env)  # the run's CRDS settings, before jwst is imported
     return perform(task, context, digests)
 
 
@@ -95,7 +89,7 @@ class ProcessPool:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=apply_environment, initargs=(self._env,))
+                                   initializer=apply_env, initargs=(self._env,))
 
     def submit(self, task, context, digests) -> Future:
         bridge: Future = Future()

@@ -4,8 +4,10 @@ Every file the appliance writes goes to a hidden temporary name beside its
 target and is renamed into place when complete (:func:`writing`,
 :func:`atomic_write`), so a crash, a full disk or a killed process leaves
 either the old file, the new one, or nothing -- never a torn one under the
-final name; a directory is built whole the same way (:func:`publishing_directory`).  The temporary name keeps the target's suffix (writers such as
-``DataModel.save`` pick the format from it) and contains ``.part``.
+final name; a directory is built whole the same way
+(:func:`publishing_directory`).  The temporary name keeps the target's suffix
+(writers such as ``DataModel.save`` pick the format from it) and contains
+``.part``.
 """
 
 from __future__ import annotations

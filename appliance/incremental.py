@@ -5,10 +5,11 @@ the content digest of every file it reads, and the environment (jwst
 version, CRDS context, whether ``pars-*`` step parameters apply).  The CRDS
 reference files it used are known only once it ran (its products' ``R_*``
 keywords and the ``pars-*`` files its stage was configured from), so its
-record keeps their sha256, and a changed reference re-runs it too.  A task is **reused** when its record (:mod:`appliance.records`) has
-the same key, every reference it used is unchanged, and every output it
-recorded is still there with its recorded sha256 -- size and modification
-time short-cut the hash only when both match the record.  Otherwise it runs,
+record keeps their sha256, and a changed reference re-runs it too.  A task
+is **reused** when its record (:mod:`appliance.records`) has the same key,
+every reference it used is unchanged, and every output it recorded is still
+there with its recorded sha256 -- size and modification time short-cut the
+hash only when both match the record.  Otherwise it runs,
 and the first reason found says why:
 
 ``new``, ``forced``, ``failed last time: ...``, ``parameters changed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance import backends, resources
+from appliance import backends, crdsenv, resources
 from appliance.errors import UserError
 from appliance.resources import GIB, Estimate
 
@@ -80,7 +80,7 @@ def test_a_backend_starts_with_its_first_task_and_announces_its_dashboard():
 def test_workers_environment_reaches_the_process(monkeypatch):
     monkeypatch.setenv("STPIPE_DISABLE_CRDS_STEPPARS", "1")
     monkeypatch.delenv("CRDS_PATH", raising=False)
-    backends.apply_environment({"CRDS_PATH": "/w/crds_cache"})
+    crdsenv.apply_env({"CRDS_PATH": "/w/crds_cache"})  # what each worker does first
     import os
 
     assert os.environ["CRDS_PATH"] == "/w/crds_cache" and "STPIPE_DISABLE_CRDS_STEPPARS" not in os.environ

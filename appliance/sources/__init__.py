@@ -85,9 +85,9 @@ def place(recipe, workdir: Path, *, force: bool = False) -> Placed:
     from appliance import records
     from appliance.files import file_sha256, utc_now
 
-    key, record, reason = _decide(recipe, workdir, force)
+    key, record, recorded, reason = _decide(recipe, workdir, force)
     if not reason:
-        return Placed(record["outputs"], _recorded_exposures(record), "reused", "unchanged")
+        return Placed(record["outputs"], recorded, "reused", "unchanged")
     from appliance.plan import exposure_from_header
 
     records.begin(workdir, INPUTS_TASK)
@@ -117,25 +117,27 @@ def preview(recipe, workdir: Path, *, force: bool = False) -> Placed:
     runs only to restore a modified file keeps its recorded digests.  A changed key leaves the
     digests to the source's ``expected_files`` where it has one (local files: their sha256).
     """
-    key, record, reason = _decide(recipe, workdir, force)
+    key, record, recorded, reason = _decide(recipe, workdir, force)
     if not reason:
-        return Placed(record["outputs"], _recorded_exposures(record), "reused", "unchanged")
+        return Placed(record["outputs"], recorded, "reused", "unchanged")
     if record is not None and record.get("key") == key:
-        return Placed(record["outputs"], _recorded_exposures(record), "run", reason)
+        return Placed(record["outputs"], recorded, "run", reason)
     expected = getattr(source(recipe), "expected_files", None)
     exposures = planned_exposures(recipe)
     return Placed(expected(recipe) if expected and exposures is not None else [], exposures, "run", reason)
 
 
-def _decide(recipe, workdir: Path, force: bool) -> tuple[str, dict | None, str]:
-    """The source's key, the inputs' record, and why the step must run ("" when the record holds)."""
+def _decide(recipe, workdir: Path, force: bool) -> tuple[str, dict | None, list | None, str]:
+    """The source's key, the inputs' record and the exposures it describes (both None when there is no
+    trustworthy record), and why the step must run ("" when the record holds)."""
     from appliance import records
     from appliance.incremental import stale_output
 
     key = source(recipe).input_key(recipe)
     record = records.load(workdir, INPUTS_TASK)
-    if record is not None and _recorded_exposures(record) is None:
-        record = None  # not well formed: not trusted, the inputs are placed again
+    recorded = _recorded_exposures(record) if record is not None else None
+    if recorded is None:
+        record = None  # none, or not well formed: not trusted, the inputs are placed again
     if force:
         reason = "forced"
     elif record is None:
@@ -144,7 +146,7 @@ def _decide(recipe, workdir: Path, force: bool) -> tuple[str, dict | None, str]:
         reason = "inputs changed"
     else:
         reason = stale_output(workdir, record["outputs"]) or ""
-    return key, record, reason
+    return key, record, recorded, reason
 
 
 def _recorded_exposures(record: dict) -> list | None:
