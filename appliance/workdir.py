@@ -113,16 +113,23 @@ def check_no_links(workdir: Path) -> None:
     for name in WRITTEN_HERE:
         top = Path(workdir) / name
         if top.is_symlink():
-            _linked(workdir, top)
-        if not top.is_dir():
-            continue
-        for root, dirs, files in os.walk(top):
-            for entry in (*dirs, *files):
-                if os.path.islink(os.path.join(root, entry)):
-                    _linked(workdir, Path(root) / entry)
+            _linked(top)
+        if top.is_dir():
+            _refuse_links_below(top)
 
 
-def _linked(workdir: Path, path: Path) -> None:
+def _refuse_links_below(directory: Path) -> None:
+    """Every entry below ``directory``, its type read from the directory listing (no stat per file: a
+    no-op re-run of a large program walks thousands of them)."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                _linked(Path(entry.path))
+            if entry.is_dir(follow_symlinks=False):
+                _refuse_links_below(Path(entry.path))
+
+
+def _linked(path: Path) -> None:
     raise UserError(f"{printable(path)}: a symbolic link inside the workdir (to {printable(os.readlink(path))}); "
                     f"the appliance writes only real files there: remove it")
 
