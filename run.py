@@ -2,7 +2,9 @@
 """Entry point of the reduction appliance: ``python run.py RECIPE.toml`` or ``python run.py COMMAND ...``."""
 import sys
 
-from appliance.cli import main
-
 if __name__ == "__main__":
+    # imported here, not at the top: jump and ramp_fit spawn worker processes that import this script again
+    # (as __mp_main__), and each would otherwise import the command line it never uses
+    from appliance.cli import main
+
     sys.exit(main())

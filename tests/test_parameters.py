@@ -42,3 +42,20 @@ def test_the_parameter_file_loads_back_with_every_effective_value(tmp_path, no_s
     assert again.jump.rejection_threshold == 5.5 and again.ipc.skip is True
     assert parameters.effective_parameters(again) == effective
     assert str(tmp_path) not in path.read_bytes().decode("latin-1")  # nothing names the workdir
+
+
+@pytest.mark.parametrize("pipeline_name, steps", [
+    ("Detector1Pipeline", {"jump": {"rejection_threshold": 5.5, "maximum_cores": "2"}, "ipc": {"skip": True}}),
+    ("Image2Pipeline", {"resample": {"pixfrac": 0.8}}),
+    ("Image3Pipeline", {"tweakreg": {"abs_refcat": "GAIADR3", "snr_threshold": 7}, "resample": {"kernel": "square"}}),
+])
+def test_step_parameters_are_what_get_pars_returns(pipeline_name, steps, no_step_pars):
+    """The spec parsed once per class gives stpipe's own answer, call after call (the spec is not changed)."""
+    import jwst.pipeline
+
+    pipeline = getattr(jwst.pipeline, pipeline_name)(steps=steps)
+    for _ in range(2):
+        pars = pipeline.get_pars()
+        assert parameters.step_parameters(pipeline) == {k: v for k, v in pars.items() if k != "steps"}
+        for name in pipeline.step_defs:
+            assert parameters.step_parameters(getattr(pipeline, name)) == pars["steps"][name]
