@@ -19,11 +19,14 @@ its effective value on its own (``maximum_cores``).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.errors import first_line
 from appliance.files import json_sha256, writing
 
 #: Parameters that name places or share out cores, not science: dropped from the record and the file.
@@ -39,20 +42,63 @@ def step_config_class():
     return StepConfig
 
 
+#: How often a stage's configuration is tried when a ``pars-*`` lookup failed (see :func:`configured`).
+CONFIGURE_ATTEMPTS = 3
+
+
+class StepParametersUnavailable(Exception):
+    """CRDS could not say which ``pars-*`` step parameters apply, so the stage would run with other values."""
+
+
 def configured(pipeline_class, source: str, **parameters):
     """The pipeline instance exactly as ``Pipeline.call(source, **parameters)`` builds it before running:
     defaults, then the CRDS ``pars-*`` files (stpipe's own ``build_config``), then ``parameters``;
-    and the names of the ``pars-*`` files CRDS gave it (they are references the task used)."""
-    with step_parameter_references() as used:
-        config, config_file = pipeline_class.build_config(source, **parameters)
+    and the names of the ``pars-*`` files CRDS gave it (they are references the task used).
+
+    stpipe swallows a failed ``pars-*`` lookup (or an input it cannot read for CRDS) with a debug line and
+    runs the steps with their code defaults, so one transient failure would silently change a product
+    (a run in CI once lost ``pars-emicorrstep`` this way and skipped emicorr).  Here a configuration in
+    which a lookup failed is built again, and after :data:`CONFIGURE_ATTEMPTS` tries the task fails,
+    naming the lookup, instead of running with other parameters.
+    """
+    problem = ""
+    for attempt in range(1, CONFIGURE_ATTEMPTS + 1):
+        with step_parameter_references() as seen:
+            config, config_file = pipeline_class.build_config(source, **parameters)
+        problem = seen.problem()
+        if not problem:
+            break
+        logging.getLogger(__name__).warning("configuring %s, attempt %d of %d: %s", pipeline_class.__name__,
+                                            attempt, CONFIGURE_ATTEMPTS, problem)
+    else:
+        raise StepParametersUnavailable(f"{problem} (tried {CONFIGURE_ATTEMPTS} times); the steps would run "
+                                        f"with other parameters than CRDS assigns")
     config.pop("class", None)
     pipeline = pipeline_class.from_config_section(config, name=config.get("name"), config_file=config_file)
-    return pipeline, sorted(used)
+    return pipeline, sorted(seen.used)
+
+
+@dataclass
+class Lookups:
+    """The ``pars-*`` lookups stpipe made while configuring one stage: the files CRDS gave, the ones that failed."""
+
+    enabled: bool  # STPIPE_DISABLE_CRDS_STEPPARS is not set
+    made: int = 0
+    used: set[str] = field(default_factory=set)
+    failed: list[str] = field(default_factory=list)
+
+    def problem(self) -> str:
+        """Why these lookups cannot be trusted, or ``""``."""
+        if self.failed:
+            return f"the CRDS lookup of {self.failed[0]}"
+        if self.enabled and not self.made:
+            return "no pars-* step parameters were looked up in CRDS (stpipe could not read the input's metadata)"
+        return ""
 
 
 @contextmanager
 def step_parameter_references():
-    """The set of ``pars-*`` file names stpipe obtains from CRDS inside the block.
+    """The :class:`Lookups` of ``pars-*`` files stpipe makes in CRDS inside the block.
 
     stpipe reads each step's ``pars-*`` file through ``crds_client.get_reference_file``
     (``Step._get_config_from_parameters``) and keeps no list of them, unlike the
@@ -61,19 +107,27 @@ def step_parameter_references():
     or worker thread).
     """
     from stpipe import crds_client
+    from stpipe.step import get_disable_crds_steppars
 
-    used: set[str] = set()
+    seen = Lookups(enabled=not get_disable_crds_steppars())
     original = crds_client.get_reference_file
 
     def observed(parameters, reference_file_type, observatory):
-        path = original(parameters, reference_file_type, observatory)
-        if str(reference_file_type).startswith("pars-") and path and path != "N/A":
-            used.add(os.path.basename(path))
+        step_pars = str(reference_file_type).startswith("pars-")
+        seen.made += step_pars
+        try:
+            path = original(parameters, reference_file_type, observatory)
+        except Exception as exc:  # stpipe swallows it and runs the code defaults: configured() does not
+            if step_pars:
+                seen.failed.append(f"{reference_file_type} failed: {first_line(exc)}")
+            raise
+        if step_pars and path and path != "N/A":
+            seen.used.add(os.path.basename(path))
         return path
 
     crds_client.get_reference_file = observed
     try:
-        yield used
+        yield seen
     finally:
         crds_client.get_reference_file = original
 

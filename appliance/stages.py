@@ -16,8 +16,9 @@ from appliance import parameters, stepguard
 from appliance.associations import write_level2, write_level3
 from appliance.graph import Task
 from appliance.pipelines import STAGES
-# The loggers jwst's steps write to (jwst.stpipe.core.JwstStep.get_stpipe_loggers).
-LOGGER_NAMES = ("jwst", "stcal", "stdatamodels", "stpipe", "tweakwcs", "CRDS", "py.warnings")
+# The loggers jwst's steps write to (jwst.stpipe.core.JwstStep.get_stpipe_loggers), and the appliance's own
+# (a retried configuration, :func:`appliance.parameters.configured`).
+LOGGER_NAMES = ("jwst", "stcal", "stdatamodels", "stpipe", "tweakwcs", "CRDS", "py.warnings", "appliance")
 
 
 @contextmanager

@@ -59,3 +59,76 @@ def test_step_parameters_are_what_get_pars_returns(pipeline_name, steps, no_step
         assert parameters.step_parameters(pipeline) == {k: v for k, v in pars.items() if k != "steps"}
         for name in pipeline.step_defs:
             assert parameters.step_parameters(getattr(pipeline, name)) == pars["steps"][name]
+
+
+@pytest.fixture()
+def ramp_file(tmp_path, monkeypatch):
+    """A small MIRI ramp on disk, with CRDS step parameters switched on (stpipe reads them from its metadata)."""
+    from stdatamodels.jwst import datamodels
+
+    monkeypatch.delenv("STPIPE_DISABLE_CRDS_STEPPARS", raising=False)
+    with datamodels.RampModel((1, 2, 4, 4)) as model:
+        model.meta.instrument.name, model.meta.instrument.detector = "MIRI", "MIRIMAGE"
+        model.meta.exposure.type = "MIR_IMAGE"
+        model.save(tmp_path / "x_uncal.fits")
+    return tmp_path / "x_uncal.fits"
+
+
+def lookups(monkeypatch, failures: dict[str, int]):
+    """Replace the CRDS lookup: each reftype in ``failures`` raises that many times, then every one is N/A."""
+    from stpipe import crds_client
+
+    calls = []
+
+    def lookup(parameters, reftype, observatory):
+        calls.append(reftype)
+        if failures.get(reftype, 0) > 0:
+            failures[reftype] -= 1
+            raise crds_client.CrdsError(f"cannot load the rules for {reftype}\nmore detail")
+        return "N/A"
+
+    monkeypatch.setattr(crds_client, "get_reference_file", lookup)
+    return calls
+
+
+def test_a_failed_step_parameter_lookup_is_tried_again(ramp_file, monkeypatch, caplog):
+    """stpipe would run emicorr with its code default after one failed lookup; the configuration is built again."""
+    from jwst.pipeline import Detector1Pipeline
+
+    calls = lookups(monkeypatch, {"pars-emicorrstep": 1})
+    pipeline, used = parameters.configured(Detector1Pipeline, str(ramp_file), steps={"jump": {"rejection_threshold": 5.5}})
+    assert calls.count("pars-emicorrstep") == 2 and calls.count("pars-detector1pipeline") == 2
+    assert pipeline.jump.rejection_threshold == 5.5 and used == []
+    assert "attempt 1 of 3: the CRDS lookup of pars-emicorrstep failed: cannot load the rules" in caplog.text
+
+
+def test_a_step_parameter_lookup_that_keeps_failing_fails_the_stage(ramp_file, monkeypatch):
+    from jwst.pipeline import Detector1Pipeline
+
+    calls = lookups(monkeypatch, {"pars-emicorrstep": 99})
+    with pytest.raises(parameters.StepParametersUnavailable,
+                       match=r"^the CRDS lookup of pars-emicorrstep failed: cannot load the rules for pars-emicorrstep "
+                             r"\(tried 3 times\); the steps would run with other parameters than CRDS assigns$"):
+        parameters.configured(Detector1Pipeline, str(ramp_file))
+    assert calls.count("pars-emicorrstep") == parameters.CONFIGURE_ATTEMPTS
+
+
+def test_an_input_stpipe_cannot_read_for_crds_fails_the_stage(tmp_path, monkeypatch):
+    """stpipe logs a warning and looks nothing up when it cannot read the input's metadata."""
+    from jwst.pipeline import Detector1Pipeline
+
+    monkeypatch.delenv("STPIPE_DISABLE_CRDS_STEPPARS", raising=False)
+    calls = lookups(monkeypatch, {})
+    (tmp_path / "x_uncal.fits").write_text("not FITS")
+    with pytest.raises(parameters.StepParametersUnavailable, match="no pars-\\* step parameters were looked up"):
+        parameters.configured(Detector1Pipeline, str(tmp_path / "x_uncal.fits"))
+    assert calls == []
+
+
+def test_no_lookup_is_expected_when_step_parameters_are_off(ramp_file, monkeypatch):
+    from jwst.pipeline import Detector1Pipeline
+
+    monkeypatch.setenv("STPIPE_DISABLE_CRDS_STEPPARS", "true")
+    calls = lookups(monkeypatch, {"pars-emicorrstep": 99})
+    pipeline, used = parameters.configured(Detector1Pipeline, str(ramp_file))
+    assert calls == [] and used == [] and pipeline.emicorr.skip is True
