@@ -65,7 +65,7 @@ def configured(pipeline_class, source: str, **parameters):
     for attempt in range(1, CONFIGURE_ATTEMPTS + 1):
         with step_parameter_references() as seen:
             config, config_file = pipeline_class.build_config(source, **parameters)
-        problem = seen.problem()
+        problem = seen.problem(source)
         if not problem:
             break
         logging.getLogger(__name__).warning("configuring %s, attempt %d of %d: %s", pipeline_class.__name__,
@@ -87,12 +87,13 @@ class Lookups:
     used: set[str] = field(default_factory=set)
     failed: list[str] = field(default_factory=list)
 
-    def problem(self) -> str:
-        """Why these lookups cannot be trusted, or ``""``."""
+    def problem(self, source: str) -> str:
+        """Why these lookups for ``source`` cannot be trusted, or ``""``."""
         if self.failed:
             return f"the CRDS lookup of {self.failed[0]}"
         if self.enabled and not self.made:
-            return "no pars-* step parameters were looked up in CRDS (stpipe could not read the input's metadata)"
+            return (f"stpipe looked up no pars-* step parameters in CRDS for {os.path.basename(source)} "
+                    f"(it could not read its metadata)")
         return ""
 
 
