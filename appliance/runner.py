@@ -14,6 +14,7 @@ import glob
 import multiprocessing
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -177,14 +178,21 @@ def digest_outputs(workdir: Path, task_id: str, paths: list[str]) -> list[dict]:
     return outputs
 
 
+#: One task at a time in a process.  A stage changes what belongs to the whole process while it runs (the
+#: working directory, the loggers' handlers, stpipe's CRDS lookup, the collector's frozen heap), so two
+#: tasks in threads of one process -- a Dask worker started with ``--nthreads 2`` -- would mix them up;
+#: the second waits instead.
+_ONE_TASK_AT_A_TIME = threading.Lock()
+
+
 def run_task(task: Task, workdir: Path, log: Path) -> dict | None:
     """Run ``task`` in ``workdir``, its log in ``log``; exceptions propagate.  A stage returns what its
     record keeps besides the outputs (effective parameters, skipped steps)."""
-    if task.kind in STAGES:
-        from appliance.stages import run_stage
+    with _ONE_TASK_AT_A_TIME:
+        if task.kind in STAGES:
+            from appliance.stages import run_stage
 
-        return run_stage(task, workdir, log)
-    else:
+            return run_stage(task, workdir, log)
         from appliance.postprocess import run_task as run_operation
 
         run_operation(task, workdir, log)

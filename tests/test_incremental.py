@@ -80,6 +80,31 @@ def test_each_change_is_named(workdir, monkeypatch, change, reason):
     assert decision.run and decision.reason == reason
 
 
+def test_tasks_in_threads_of_one_process_run_one_at_a_time(workdir, monkeypatch):
+    """A Dask worker with two threads: a stage changes the process's working directory, loggers and CRDS
+    lookup while it runs, so the second task waits for the first."""
+    import threading
+
+    from appliance import stages
+
+    inside, most = [], []
+
+    def stage(task, workdir, log):
+        inside.append(task.id)
+        most.append(len(inside))
+        time.sleep(0.05)
+        inside.remove(task.id)
+
+    monkeypatch.setattr(stages, "run_stage", stage)
+    threads = [threading.Thread(target=runner.run_task, args=(stage_task(), workdir, workdir / f"{n}.log"))
+               for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == [1, 1, 1, 1]
+
+
 def test_a_new_override_names_the_value_the_step_ran_with_last_time():
     old, new = key_parts(stage_task(), {}, ENV), key_parts(stage_task(rejection_threshold=5.0), {}, ENV)
     ran_with = {"pipeline": {}, "steps": {"jump": {"rejection_threshold": 4.0, "sat_expand": 2}}}
