@@ -79,7 +79,7 @@ def test_a_backend_starts_with_its_first_task_and_announces_its_dashboard():
 
 def test_workers_environment_reaches_the_process(monkeypatch):
     monkeypatch.setenv("STPIPE_DISABLE_CRDS_STEPPARS", "1")
-    monkeypatch.delenv("CRDS_PATH", raising=False)
+    monkeypatch.setenv("CRDS_PATH", "/elsewhere")  # set, so monkeypatch restores what was there afterwards
     crdsenv.apply_env({"CRDS_PATH": "/w/crds_cache"})  # what each worker does first
     import os
 
