@@ -55,7 +55,7 @@ def configured(pipeline_class, source: str, **parameters):
     defaults, then the CRDS ``pars-*`` files (stpipe's own ``build_config``), then ``parameters``;
     and the names of the ``pars-*`` files CRDS gave it (they are references the task used).
 
-    stpipe swallows a failed ``pars-*`` lookup (or an input it cannot read for CRDS) with a debug line and
+    stpipe swallows a failed ``pars-*`` lookup (or an input it cannot read for CRDS) with one log line and
     runs the steps with their code defaults, so one transient failure would silently change a product
     (a run in CI once lost ``pars-emicorrstep`` this way and skipped emicorr).  Here a configuration in
     which a lookup failed is built again, and after :data:`CONFIGURE_ATTEMPTS` tries the task fails,
@@ -104,8 +104,8 @@ def step_parameter_references():
     stpipe reads each step's ``pars-*`` file through ``crds_client.get_reference_file``
     (``Step._get_config_from_parameters``) and keeps no list of them, unlike the
     ``R_*`` keywords it writes for calibration references; so the call is observed
-    here, for the duration of one stage's configuration (tasks run one per process
-    or worker thread).
+    here, for the duration of one stage's configuration (one task at a time runs
+    in a process: :func:`appliance.runner.run_task`).
     """
     from stpipe import crds_client
     from stpipe.step import get_disable_crds_steppars
